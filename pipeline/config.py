@@ -1,0 +1,103 @@
+"""Typed configuration read from ``luigi.cfg`` (plus the profile overlay in ``conf/``).
+
+``ECOM_PROFILE`` selects the deployment profile (``embedded``, the default, or ``cluster``):
+``conf/profiles/<profile>.cfg`` is layered over the repository's ``luigi.cfg``.
+Relative paths in the config are resolved against the repository root.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import luigi
+import luigi.configuration
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROFILE_ENV = "ECOM_PROFILE"
+
+
+def load_profile() -> str:
+    """Layer ``luigi.cfg`` and the selected profile onto Luigi's configuration; return the profile."""
+    profile = os.environ.get(PROFILE_ENV, "embedded")
+    overlay = PROJECT_ROOT / "conf" / "profiles" / f"{profile}.cfg"
+    if not overlay.exists():
+        raise ValueError(f"{PROFILE_ENV}={profile!r}: no profile file {overlay}")
+    loaded = luigi.configuration.get_config()._config_paths
+    for path in (PROJECT_ROOT / "luigi.cfg", overlay):
+        if str(path) not in loaded:
+            luigi.configuration.add_config_path(str(path))
+    return profile
+
+
+def resolve_path(value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def to_uri(value: str) -> str:
+    """A warehouse location as a URI: ``hdfs://`` and ``file://`` pass through, paths become ``file://``."""
+    if "://" in value:
+        return value.rstrip("/")
+    return resolve_path(value).as_uri()
+
+
+class state(luigi.Config):
+    """Where embedded services keep their databases, logs and PID files."""
+
+    dir = luigi.Parameter(default="var")
+
+    @property
+    def path(self) -> Path:
+        return resolve_path(os.environ.get("ECOM_STATE_DIR", self.dir))
+
+
+class warehouse(luigi.Config):
+    """Warehouse root (``file://`` embedded, ``hdfs://`` on a cluster); landing area and markers live under it."""
+
+    root = luigi.Parameter(default="")
+
+    @property
+    def uri(self) -> str:
+        return to_uri(self.root or str(state().path / "warehouse"))
+
+
+class spark(luigi.Config):
+    master = luigi.Parameter(default="local[*]")
+    driver_memory = luigi.Parameter(default="2g")
+    shuffle_partitions = luigi.IntParameter(default=4)
+    session_time_zone = luigi.Parameter(default="UTC")
+
+
+class metastore(luigi.Config):
+    uri = luigi.Parameter(default="thrift://127.0.0.1:9083")
+    connect_timeout_s = luigi.FloatParameter(default=5.0)
+
+
+class hiveserver2(luigi.Config):
+    host = luigi.Parameter(default="127.0.0.1")
+    port = luigi.IntParameter(default=10000)
+
+
+class scheduler_ui(luigi.Config):
+    host = luigi.Parameter(default="127.0.0.1")
+    port = luigi.IntParameter(default=8082)
+
+
+class replay(luigi.Config):
+    """The UCI Online Retail replay: source files and the default demo window."""
+
+    source_dir = luigi.Parameter(default="data/online-retail/by-day")
+    demo_start = luigi.DateParameter()
+    demo_end = luigi.DateParameter()
+
+    @property
+    def source_path(self) -> Path:
+        return resolve_path(self.source_dir)
+
+
+class reference(luigi.Config):
+    """Reference lists kept in ``conf/``."""
+
+    country_aliases = luigi.Parameter(default="conf/country_aliases.csv")
+    non_product_codes = luigi.Parameter(default="conf/non_product_codes.csv")

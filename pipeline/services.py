@@ -1,0 +1,292 @@
+"""Embedded services on loopback: Hive metastore (Thrift), HiveServer2 (Spark Thrift Server) and luigid.
+
+Each service has a PID file, a log file under ``<state>/logs`` and a health check (its port answers).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pipeline import config
+
+log = logging.getLogger(__name__)
+
+
+class ServiceError(RuntimeError):
+    """A service cannot be started or is unhealthy; the message says what to do."""
+
+
+def spark_home() -> Path:
+    import pyspark
+
+    return Path(pyspark.__file__).resolve().parent
+
+
+def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def require_java() -> str:
+    java = shutil.which("java", path=os.environ.get("JAVA_HOME", "") + "/bin:" + os.environ.get("PATH", ""))
+    if not java:
+        raise ServiceError("Java is not installed (need Java 17: `apt-get install -y openjdk-17-jre-headless`)")
+    return java
+
+
+@dataclass
+class Service:
+    name: str
+    host: str
+    port: int
+    start_timeout_s: float = 120.0
+
+    @property
+    def state_dir(self) -> Path:
+        return config.state().path
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / "run" / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / "logs" / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        return pid
+
+    def healthy(self) -> bool:
+        return port_open(self.host, self.port)
+
+    def status(self) -> dict:
+        pid = self.pid()
+        return {
+            "service": self.name,
+            "address": f"{self.host}:{self.port}",
+            "pid": pid,
+            "running": pid is not None,
+            "healthy": pid is not None and self.healthy(),
+            "log": str(self.log_file),
+        }
+
+    def command(self) -> tuple[list[str], dict[str, str], Path]:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        if self.pid() is not None:
+            self.wait_healthy()
+            log.info("%s already running (pid %s)", self.name, self.pid())
+            return
+        if self.healthy():
+            raise ServiceError(
+                f"{self.name}: port {self.host}:{self.port} is already taken by another process; "
+                f"stop it or change the port in luigi.cfg"
+            )
+        for sub in ("run", "logs"):
+            (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
+        argv, env, cwd = self.command()
+        with open(self.log_file, "ab") as out:
+            proc = subprocess.Popen(
+                argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self.pid_file.write_text(str(proc.pid))
+        log.info("started %s (pid %s), log %s", self.name, proc.pid, self.log_file)
+        self.wait_healthy(proc)
+
+    def wait_healthy(self, proc: subprocess.Popen | None = None) -> None:
+        deadline = time.monotonic() + self.start_timeout_s
+        while time.monotonic() < deadline:
+            if self.healthy():
+                return
+            if proc is not None and proc.poll() is not None:
+                self.pid_file.unlink(missing_ok=True)
+                raise ServiceError(
+                    f"{self.name} exited with code {proc.returncode} while starting; see {self.log_file}"
+                )
+            time.sleep(0.5)
+        raise ServiceError(f"{self.name} did not answer on {self.host}:{self.port} within "
+                           f"{self.start_timeout_s:.0f}s; see {self.log_file}")
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self.pid() is not None:
+            time.sleep(0.2)
+            _reap(pid)
+        if self.pid() is not None:
+            os.killpg(pid, signal.SIGKILL)
+            time.sleep(0.5)
+            _reap(pid)
+        self.pid_file.unlink(missing_ok=True)
+        log.info("stopped %s (pid %s)", self.name, pid)
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def _java_log_opts(name: str, log_dir: Path) -> str:
+    return (f"-Dlog4j2.configurationFile={config.PROJECT_ROOT / 'conf' / 'log4j2.properties'} "
+            f"-Decom.log.dir={log_dir} -Decom.log.name={name}")
+
+
+HIVE_SITE = """<?xml version="1.0"?>
+<!-- generated by pipeline.services; edit luigi.cfg instead -->
+<configuration>
+{props}
+</configuration>
+"""
+
+
+def _hive_site(props: dict[str, str]) -> str:
+    body = "\n".join(f"  <property><name>{k}</name><value>{v}</value></property>" for k, v in props.items())
+    return HIVE_SITE.format(props=body)
+
+
+class Metastore(Service):
+    """Hive 2.3 metastore Thrift service from the jars inside the pyspark wheel; Derby DB under the state dir."""
+
+    def command(self):
+        java = require_java()
+        conf_dir = self.state_dir / "conf" / "metastore"
+        conf_dir.mkdir(parents=True, exist_ok=True)
+        db = self.state_dir / "metastore" / "metastore_db"
+        db.parent.mkdir(parents=True, exist_ok=True)
+        (conf_dir / "hive-site.xml").write_text(_hive_site({
+            "javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={db};create=true",
+            "javax.jdo.option.ConnectionDriverName": "org.apache.derby.iapi.jdbc.AutoloadedDriver",
+            "hive.metastore.warehouse.dir": f"{config.warehouse().uri}/hive",
+            "datanucleus.schema.autoCreateAll": "true",
+            "hive.metastore.schema.verification": "false",
+            "hive.async.log.enabled": "false",
+            "hive.metastore.event.db.notification.api.auth": "false",
+        }))
+        argv = [
+            java, "-Xmx768m",
+            "-Dlog4j2.contextSelector=org.apache.logging.log4j.core.selector.ClassLoaderContextSelector",
+            f"-Dderby.stream.error.file={self.state_dir / 'logs' / 'derby.log'}",
+            *_java_log_opts(self.name, self.state_dir / "logs").split(),
+            "-cp", f"{spark_home() / 'jars'}/*:{conf_dir}",
+            "org.apache.hadoop.hive.metastore.HiveMetaStore", "-p", str(self.port),
+        ]
+        return argv, dict(os.environ), self.state_dir / "metastore"
+
+
+class HiveServer2(Service):
+    """Spark Thrift Server (HiveServer2 protocol) sharing the metastore; PyHive connects with auth=NOSASL."""
+
+    def command(self):
+        require_java()
+        home = spark_home()
+        ms = config.metastore()
+        log_dir = self.state_dir / "logs"
+        env = dict(os.environ, SPARK_HOME=str(home), PYSPARK_PYTHON=sys.executable)
+        env.pop("SPARK_CONF_DIR", None)
+        opts = _java_log_opts(self.name, log_dir)
+        argv = [
+            str(home / "bin" / "spark-submit"),
+            "--master", "local[2]",
+            "--driver-memory", "1g",
+            "--name", "ecommerce-hiveserver2",
+            "--conf", f"spark.hadoop.hive.metastore.uris={ms.uri}",
+            "--conf", f"spark.sql.warehouse.dir={config.warehouse().uri}/hive",
+            "--conf", f"spark.sql.session.timeZone={config.spark().session_time_zone}",
+            "--conf", "spark.ui.enabled=false",
+            "--conf", f"spark.driver.extraJavaOptions={opts}",
+            "--class", "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2",
+            "spark-internal",
+            "--hiveconf", f"hive.server2.thrift.bind.host={self.host}",
+            "--hiveconf", f"hive.server2.thrift.port={self.port}",
+            "--hiveconf", "hive.server2.authentication=NOSASL",
+        ]
+        return argv, env, self.state_dir
+
+    def start(self) -> None:
+        ms = urlparse(config.metastore().uri)
+        if not port_open(ms.hostname, ms.port):
+            raise ServiceError(f"hiveserver2 needs the metastore at {config.metastore().uri}; start it first")
+        super().start()
+
+
+class Luigid(Service):
+    """Luigi central scheduler with the visualizer and task history in SQLite under the state dir."""
+
+    def command(self):
+        run_dir = self.state_dir / "luigid"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cfg = self.state_dir / "conf" / "luigid.cfg"
+        cfg.parent.mkdir(parents=True, exist_ok=True)
+        cfg.write_text(
+            "# generated by pipeline.services\n"
+            "[scheduler]\nrecord_task_history = true\n"
+            f"state_path = {run_dir / 'luigid-state.pickle'}\n"
+            "[task_history]\n"
+            f"db_connection = sqlite:///{run_dir / 'task-history.db'}\n"
+        )
+        env = dict(os.environ, LUIGI_CONFIG_PATH=str(cfg))
+        luigid = Path(sys.executable).with_name("luigid")
+        argv = [str(luigid), "--address", self.host, "--port", str(self.port),
+                "--logdir", str(self.state_dir / "logs")]
+        return argv, env, config.PROJECT_ROOT
+
+    @property
+    def history_db(self) -> Path:
+        return self.state_dir / "luigid" / "task-history.db"
+
+
+def all_services() -> list[Service]:
+    config.load_profile()
+    ms = urlparse(config.metastore().uri)
+    hs2, ui = config.hiveserver2(), config.scheduler_ui()
+    return [
+        Metastore("metastore", ms.hostname, ms.port, start_timeout_s=120),
+        HiveServer2("hiveserver2", hs2.host, hs2.port, start_timeout_s=180),
+        Luigid("luigid", ui.host, ui.port, start_timeout_s=60),
+    ]
+
+
+def start_all() -> None:
+    for svc in all_services():
+        svc.start()
+
+
+def stop_all() -> None:
+    for svc in reversed(all_services()):
+        svc.stop()
+
+
+def status_all() -> list[dict]:
+    return [svc.status() for svc in all_services()]

@@ -1,0 +1,92 @@
+"""The one SparkSession of a worker process, always bound to the configured Hive metastore."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import socket
+from urllib.parse import urlparse
+
+from pyspark.sql import SparkSession
+
+from pipeline import config
+
+log = logging.getLogger(__name__)
+
+_session: SparkSession | None = None
+
+
+class MetastoreUnavailable(RuntimeError):
+    """The configured Hive metastore cannot be reached; no Spark session falls back to a private catalog."""
+
+
+def check_metastore(uri: str, timeout_s: float = 5.0) -> None:
+    parsed = urlparse(uri)
+    if parsed.scheme != "thrift" or not parsed.hostname or not parsed.port:
+        raise MetastoreUnavailable(f"metastore URI {uri!r} is not of the form thrift://host:port")
+    try:
+        with socket.create_connection((parsed.hostname, parsed.port), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise MetastoreUnavailable(
+            f"Hive metastore at {uri} is not reachable ({exc.strerror or exc}). "
+            "Start it with `python -m pipeline services start` (or fix [metastore] uri in luigi.cfg); "
+            "refusing to fall back to a private Derby catalog."
+        ) from None
+
+
+def spark_log_config() -> str:
+    """log4j2 config that sends Spark's logs to <state>/logs/spark.log instead of the terminal."""
+    return str(config.PROJECT_ROOT / "conf" / "log4j2.properties")
+
+
+def get_spark(app_name: str = "ecommerce-pipeline") -> SparkSession:
+    """Return this process's SparkSession, creating it on first use (fails fast without a metastore)."""
+    global _session
+    if _session is not None and _session._jsc is not None and not _session._jsc.sc().isStopped():
+        return _session
+    config.load_profile()
+    ms, sp = config.metastore(), config.spark()
+    check_metastore(ms.uri, ms.connect_timeout_s)
+    log_dir = config.state().path / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    java_opts = f"-Dlog4j2.configurationFile={spark_log_config()} -Decom.log.dir={log_dir}"
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = (
+        SparkSession.builder.appName(app_name)
+        .master(sp.master)
+        .enableHiveSupport()
+        .config("spark.hadoop.hive.metastore.uris", ms.uri)
+        .config("spark.hadoop.hive.metastore.connect.retries", "2")
+        .config("spark.sql.warehouse.dir", f"{config.warehouse().uri}/hive")
+        .config("spark.sql.catalogImplementation", "hive")
+        .config("spark.sql.session.timeZone", sp.session_time_zone)
+        .config("spark.sql.shuffle.partitions", str(sp.shuffle_partitions))
+        .config("spark.driver.memory", sp.driver_memory)
+        .config("spark.driver.extraJavaOptions", java_opts)
+        .config("spark.executor.extraJavaOptions", java_opts)
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.adaptive.enabled", "true")
+        .config("spark.sql.parquet.compression.codec", "snappy")
+        .config("spark.sql.sources.partitionOverwriteMode", "static")
+    )
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("WARN")
+    conf_uri = session.sparkContext.getConf().get("spark.hadoop.hive.metastore.uris", "")
+    if conf_uri != ms.uri or session.conf.get("spark.sql.catalogImplementation") != "hive":
+        raise MetastoreUnavailable(
+            f"SparkSession is not bound to metastore {ms.uri} (got {conf_uri!r}); "
+            "another session was created earlier in this process without the pipeline's settings"
+        )
+    session.sql("SHOW DATABASES").collect()
+    log.info("SparkSession %s on %s bound to metastore %s", session.version, sp.master, ms.uri)
+    _session = session
+    return session
+
+
+def stop_spark() -> None:
+    global _session
+    if _session is not None:
+        _session.stop()
+        _session = None

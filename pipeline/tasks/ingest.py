@@ -1,0 +1,228 @@
+"""Red phase: Luigi tasks that replay the source and ingest the three feeds into ``ecommerce_db``.
+
+Targets are JSON markers under ``<warehouse>/_markers``, written after the tables are published.
+
+    luigi --module pipeline.tasks.ingest IngestDay --date 2010-12-02
+    luigi --module pipeline.tasks.ingest RangeDaily --of IngestDay --start 2010-12-01 --stop 2010-12-09
+    luigi --module pipeline.tasks.ingest IngestBackfill --start 2010-12-01 --end 2011-12-09
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+
+import luigi
+from luigi.tools.range import RangeDaily  # noqa: F401  (re-exported for `luigi --module ... RangeDaily`)
+
+from pipeline import config, fs, load, replay
+from pipeline import warehouse as wh
+from pipeline.spark import get_spark
+
+log = logging.getLogger(__name__)
+progress = logging.getLogger("pipeline.progress")
+
+config.load_profile()
+
+
+@functools.lru_cache(maxsize=1)
+def source_days() -> tuple[dt.date, ...]:
+    return tuple(replay.trading_days(config.replay().source_path))
+
+
+def previous_trading_day(day: dt.date) -> dt.date | None:
+    earlier = [d for d in source_days() if d < day]
+    return earlier[-1] if earlier else None
+
+
+def is_trading_day(day: dt.date) -> bool:
+    return day in set(source_days())
+
+
+def marker(*parts: str) -> luigi.Target:
+    return fs.target(fs.join(config.warehouse().uri, "_markers", *parts))
+
+
+def transaction_batch(day: dt.date, window: int) -> load.Batch:
+    start = dt.datetime.combine(day, dt.time(window))
+    return load.Batch(replay.batch_id(day, window), "transactions",
+                      replay.landing_paths(config.warehouse().uri, day)["transactions"][window],
+                      start, start + dt.timedelta(hours=4))
+
+
+def snapshot_batch(feed: str, day: dt.date) -> load.Batch:
+    start = dt.datetime.combine(day, dt.time(6))
+    return load.Batch(f"{feed}_{day:%Y%m%d}", feed, replay.landing_paths(config.warehouse().uri, day)[feed],
+                      start, start + dt.timedelta(days=1))
+
+
+def spark_with_schema():
+    spark = get_spark()
+    wh.ensure_schema(spark)
+    return spark
+
+
+class ReplayDay(luigi.Task):
+    """Land one trading day of the real data as the three feeds (transaction windows, masters)."""
+
+    date = luigi.DateParameter()
+
+    def requires(self):
+        prev = previous_trading_day(self.date)
+        return ReplayDay(prev) if prev else []
+
+    def output(self):
+        return fs.target(replay.landing_paths(config.warehouse().uri, self.date)["manifest"])
+
+    def run(self):
+        if not is_trading_day(self.date):
+            raise ValueError(f"{self.date} is not a trading day of the source data")
+        replay.replay_days(config.replay().source_path, config.warehouse().uri, [self.date],
+                           config.resolve_path(config.reference().country_aliases))
+
+
+class _MasterSnapshot(luigi.Task):
+    date = luigi.DateParameter()
+    feed = ""
+    resources = {"ecommerce_db_writer": 1}
+
+    def requires(self):
+        prev = previous_trading_day(self.date)
+        return [ReplayDay(self.date)] + ([type(self)(prev)] if prev else [])
+
+    def output(self):
+        return marker(self.feed, f"{self.date}.json")
+
+    def run(self):
+        spark = spark_with_schema()
+        loader = load.load_product_snapshots if self.feed == "products" else load.load_country_snapshots
+        counts = loader(spark, [snapshot_batch(self.feed, self.date)])
+        fs.write_json(self.output().path, {"date": self.date, "feed": self.feed, "counts": counts})
+
+
+class ProductsSnapshot(_MasterSnapshot):
+    """Apply the 06:00 products snapshot of a day to ``ecommerce_db.products`` (SCD Type 2)."""
+
+    feed = "products"
+
+
+class CountriesSnapshot(_MasterSnapshot):
+    """Apply the 06:00 countries snapshot of a day to ``ecommerce_db.countries`` (SCD Type 0)."""
+
+    feed = "countries"
+
+
+class TransactionBatch(luigi.Task):
+    """Load one 4-hour transaction log batch into ``ecommerce_db.transactions_raw`` (its own partition).
+
+    The [00,04) batch lands before the day's 06:00 masters, so it is checked against the previous
+    day's; later windows are checked against the same day's masters.
+    """
+
+    date = luigi.DateParameter()
+    window = luigi.ChoiceParameter(choices=[str(w) for w in replay.WINDOW_HOURS], var_type=str)
+    resources = {"ecommerce_db_writer": 1}
+
+    @property
+    def window_hour(self) -> int:
+        return int(self.window)
+
+    def requires(self):
+        masters_day = self.date if self.window_hour >= 4 else previous_trading_day(self.date)
+        deps = [ReplayDay(self.date)]
+        if masters_day:
+            deps += [ProductsSnapshot(masters_day), CountriesSnapshot(masters_day)]
+        return deps
+
+    def output(self):
+        return marker("transactions", f"{replay.batch_id(self.date, self.window_hour)}.json")
+
+    def run(self):
+        spark = spark_with_schema()
+        counts = load.load_transaction_batches(spark, [transaction_batch(self.date, self.window_hour)])
+        fs.write_json(self.output().path, next(iter(counts.values())))
+
+
+class RetryQuarantine(luigi.Task):
+    """After a day's masters load, release quarantined lines whose product or country is now known."""
+
+    date = luigi.DateParameter()
+    resources = {"ecommerce_db_writer": 1}
+
+    def requires(self):
+        return [ProductsSnapshot(self.date), CountriesSnapshot(self.date), TransactionBatch(self.date, "0")]
+
+    def output(self):
+        return marker("quarantine_retry", f"{self.date}.json")
+
+    def run(self):
+        result = load.retry_quarantine(spark_with_schema())
+        fs.write_json(self.output().path, {"date": self.date, **result})
+
+
+class IngestDay(luigi.WrapperTask):
+    """Everything the Red phase does for one calendar day; a day without trading has nothing to do."""
+
+    date = luigi.DateParameter()
+
+    def requires(self):
+        if not is_trading_day(self.date):
+            return []
+        return [
+            *(TransactionBatch(self.date, str(w)) for w in replay.WINDOW_HOURS),
+            RetryQuarantine(self.date),
+        ]
+
+
+class IngestBackfill(luigi.Task):
+    """Backfill a date range in a fixed number of Spark jobs, keeping per-batch markers and audit.
+
+    Snapshots are applied in date order (all of them before the transaction batches), every batch of
+    the range is classified in one pass, then quarantine is retried once. The per-batch and per-snapshot
+    markers it writes are the ones ``IngestDay`` checks, so daily runs continue where it stopped.
+    """
+
+    start = luigi.DateParameter()
+    end = luigi.DateParameter()
+    resources = {"ecommerce_db_writer": 1}
+
+    @property
+    def days(self) -> list[dt.date]:
+        return [d for d in source_days() if self.start <= d <= self.end]
+
+    def complete(self):
+        return all(IngestDay(d).complete() for d in self.days)
+
+    def run(self):
+        days = self.days
+        root = config.warehouse().uri
+        to_replay = [d for d in days if not ReplayDay(d).complete()]
+        first = previous_trading_day(days[0]) if days else None
+        if first and not ReplayDay(first).complete():
+            yield ReplayDay(first)
+        if to_replay:
+            progress.info("replaying %d trading days into the landing area", len(to_replay))
+            replay.replay_days(config.replay().source_path, root, to_replay,
+                               config.resolve_path(config.reference().country_aliases),
+                               progress=lambda i, n, d: progress.debug("replayed %s (%d/%d)", d, i, n))
+        spark = spark_with_schema()
+        for feed, task, loader in (("products", ProductsSnapshot, load.load_product_snapshots),
+                                   ("countries", CountriesSnapshot, load.load_country_snapshots)):
+            todo = [d for d in days if not task(d).complete()]
+            progress.info("%s: applying %d snapshots", feed, len(todo))
+            counts = loader(spark, [snapshot_batch(feed, d) for d in todo])
+            for d in todo:
+                fs.write_json(task(d).output().path,
+                              {"date": d, "feed": feed, "counts": counts.get(f"{feed}_{d:%Y%m%d}", {})})
+        batches = [(d, w) for d in days for w in replay.WINDOW_HOURS
+                   if not TransactionBatch(d, str(w)).complete()]
+        progress.info("transactions: loading %d batches of %d days in one pass", len(batches), len(days))
+        counts = load.load_transaction_batches(spark, [transaction_batch(d, w) for d, w in batches])
+        for d, w in batches:
+            fs.write_json(TransactionBatch(d, str(w)).output().path, counts[replay.batch_id(d, w)])
+        result = load.retry_quarantine(spark)
+        progress.info("quarantine retry: %s", result)
+        for d in days:
+            if not RetryQuarantine(d).complete():
+                fs.write_json(RetryQuarantine(d).output().path, {"date": d, **result, "backfill": True})

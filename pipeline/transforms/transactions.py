@@ -1,0 +1,198 @@
+"""Transaction log lines -> loaded rows, quarantined rows and dropped duplicates (pure transforms)."""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+SOURCE_FIELDS = ["invoice_no", "stock_code", "description", "quantity", "invoice_date", "unit_price",
+                 "customer_id", "country"]
+DATE_FORMATS = ["yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd HH:mm", "yyyy-MM-dd'T'HH:mm:ss", "yyyy-MM-dd'T'HH:mm",
+                "M/d/yyyy H:mm", "M/d/yyyy H:mm:ss"]
+RETRYABLE_REASONS = ("UNKNOWN_PRODUCT", "UNKNOWN_COUNTRY")
+PRICE_TYPE = "decimal(12,3)"
+# commas outside double quotes
+_FIELD_SEPARATOR = r',(?=(?:[^"]*"[^"]*")*[^"]*$)'
+
+LOADED_COLUMNS = ["invoice_no", "stock_code", "description", "quantity", "invoice_ts", "unit_price",
+                  "customer_id", "country_name", "country_code", "is_cancellation", "is_negative_quantity",
+                  "is_nonpositive_price", "is_non_product", "source_file", "batch_id"]
+QUARANTINE_FIELDS = [*SOURCE_FIELDS, "raw_line", "source_file", "batch_id", "reason_code", "reason_detail"]
+
+
+def mark_duplicates(lines: DataFrame) -> DataFrame:
+    """Flag exact duplicate lines of a batch (all source columns equal); the first copy is kept.
+
+    Input: one row per data line of a batch file: ``batch_id, source_file, raw_line``.
+    """
+    w = Window.partitionBy("batch_id", "raw_line").orderBy("source_file")
+    return lines.withColumn("is_duplicate", F.row_number().over(w) > 1)
+
+
+def parse_lines(lines: DataFrame) -> DataFrame:
+    """Split each raw CSV line into the eight source fields (text) plus a field count."""
+    schema = ", ".join(f"{c} STRING" for c in SOURCE_FIELDS)
+    parsed = F.from_csv(F.col("raw_line"), schema, {"escape": '"', "mode": "PERMISSIVE"})
+    return (
+        lines.withColumn("_field_count", F.size(F.split("raw_line", _FIELD_SEPARATOR)))
+        .withColumn("_f", parsed)
+        .select("*", *[F.col("_f")[c].alias(c) for c in SOURCE_FIELDS])
+        .drop("_f")
+    )
+
+
+def _trimmed(name: str) -> Column:
+    return F.nullif(F.trim(F.col(name)), F.lit(""))
+
+
+def _quoted(label: str, name: str) -> Column:
+    return F.concat(F.lit(f"{label} "), F.coalesce(F.concat(F.lit("'"), F.col(name), F.lit("'")), F.lit("NULL")))
+
+
+def type_fields(parsed: DataFrame) -> DataFrame:
+    """Typed columns from the text fields; a value that does not parse stays NULL (reason set later)."""
+    ts = F.coalesce(*[F.try_to_timestamp(_trimmed("invoice_date"), F.lit(f)) for f in DATE_FORMATS])
+    qty_ok = _trimmed("quantity").rlike(r"^[+-]?\d{1,9}$")
+    price_ok = _trimmed("unit_price").rlike(r"^[+-]?\d{1,9}(\.\d{1,3})?$")
+    customer = _trimmed("customer_id")
+    customer_ok = customer.isNull() | customer.rlike(r"^\d{1,9}(\.0+)?$")
+    return parsed.select(
+        "*",
+        _trimmed("invoice_no").alias("_invoice_no"),
+        _trimmed("stock_code").alias("_stock_code"),
+        F.when(qty_ok, _trimmed("quantity").cast("int")).alias("_quantity"),
+        ts.alias("_invoice_ts"),
+        F.when(price_ok, _trimmed("unit_price").cast(PRICE_TYPE)).alias("_unit_price"),
+        F.when(customer_ok, F.regexp_extract(customer, r"^(\d+)", 1).cast("int")).alias("_customer_id"),
+        customer_ok.alias("_customer_ok"),
+        _trimmed("country").alias("_country"),
+    )
+
+
+def classify_lines(
+    lines: DataFrame, product_codes: DataFrame, countries: DataFrame, non_product_patterns: list[str]
+) -> DataFrame:
+    """Decide the fate of every received line: ``loaded``, ``quarantined`` (with a reason) or ``duplicate``.
+
+    ``product_codes``: ``stock_code`` of every product the master knows (any version).
+    ``countries``: ``source_country_name, country_code`` known to the countries master.
+    Cancellations, negative quantities, zero or negative prices and non-product codes are business
+    events: they are loaded and flagged, never quarantined. Grain: one row per received line.
+    """
+    typed = type_fields(parse_lines(mark_duplicates(lines)))
+    known_products = product_codes.select(F.col("stock_code").alias("_known_code")).distinct()
+    known_countries = countries.select(
+        F.col("source_country_name").alias("_known_country"), F.col("country_code").alias("_country_code")
+    ).dropDuplicates(["_known_country"])
+    joined = (
+        typed.join(F.broadcast(known_products), typed["_stock_code"] == F.col("_known_code"), "left")
+        .join(F.broadcast(known_countries), typed["_country"] == F.col("_known_country"), "left")
+    )
+    fmt_list = ", ".join(DATE_FORMATS)
+    reason = (
+        F.when(F.col("_field_count") != len(SOURCE_FIELDS),
+               F.struct(F.lit("UNPARSEABLE_ROW").alias("code"),
+                        F.format_string(f"expected {len(SOURCE_FIELDS)} fields, found %d", "_field_count")
+                        .alias("detail")))
+        .when(F.col("_invoice_no").isNull(),
+              F.struct(F.lit("MISSING_INVOICE_NO").alias("code"), F.lit("InvoiceNo is empty").alias("detail")))
+        .when(F.col("_stock_code").isNull(),
+              F.struct(F.lit("MISSING_STOCK_CODE").alias("code"), F.lit("StockCode is empty").alias("detail")))
+        .when(F.col("_quantity").isNull(),
+              F.struct(F.lit("BAD_QUANTITY").alias("code"),
+                       F.concat(_quoted("Quantity", "quantity"), F.lit(" is not an integer")).alias("detail")))
+        .when(F.col("_invoice_ts").isNull(),
+              F.struct(F.lit("BAD_DATE").alias("code"),
+                       F.concat(_quoted("InvoiceDate", "invoice_date"),
+                                F.lit(f" matches none of: {fmt_list}")).alias("detail")))
+        .when(F.col("_unit_price").isNull(),
+              F.struct(F.lit("BAD_PRICE").alias("code"),
+                       F.concat(_quoted("UnitPrice", "unit_price"),
+                                F.lit(" is not a decimal with at most 3 places")).alias("detail")))
+        .when(~F.col("_customer_ok"),
+              F.struct(F.lit("BAD_CUSTOMER_ID").alias("code"),
+                       F.concat(_quoted("CustomerID", "customer_id"),
+                                F.lit(" is not a numeric id")).alias("detail")))
+        .when(F.col("_country_code").isNull(),
+              F.struct(F.lit("UNKNOWN_COUNTRY").alias("code"),
+                       F.concat(_quoted("Country", "country"),
+                                F.lit(" is not in the countries master")).alias("detail")))
+        .when(F.col("_known_code").isNull(),
+              F.struct(F.lit("UNKNOWN_PRODUCT").alias("code"),
+                       F.concat(_quoted("StockCode", "stock_code"),
+                                F.lit(" is not in the products master")).alias("detail")))
+    )
+    non_product = F.lit(False)
+    for pattern in non_product_patterns:
+        non_product = non_product | F.col("_stock_code").like(pattern)
+    return joined.select(
+        "batch_id", "source_file", "raw_line", *SOURCE_FIELDS,
+        F.when(F.col("is_duplicate"), F.lit("duplicate"))
+        .when(reason.isNotNull(), F.lit("quarantined")).otherwise(F.lit("loaded")).alias("outcome"),
+        F.when(~F.col("is_duplicate"), reason["code"]).alias("reason_code"),
+        F.when(~F.col("is_duplicate"), reason["detail"]).alias("reason_detail"),
+        F.col("_invoice_no").alias("invoice_no_clean"),
+        F.col("_stock_code").alias("stock_code_clean"),
+        F.nullif(F.trim("description"), F.lit("")).alias("description_clean"),
+        F.col("_quantity").alias("quantity_int"),
+        F.col("_invoice_ts").alias("invoice_ts"),
+        F.col("_unit_price").alias("unit_price_dec"),
+        F.col("_customer_id").alias("customer_id_int"),
+        F.col("_country").alias("country_name"),
+        F.col("_country_code").alias("country_code"),
+        F.coalesce(F.col("_invoice_no").startswith("C"), F.lit(False)).alias("is_cancellation"),
+        F.coalesce(F.col("_quantity") < 0, F.lit(False)).alias("is_negative_quantity"),
+        F.coalesce(F.col("_unit_price") <= 0, F.lit(False)).alias("is_nonpositive_price"),
+        F.coalesce(non_product, F.lit(False)).alias("is_non_product"),
+    )
+
+
+def loaded_rows(classified: DataFrame) -> DataFrame:
+    """Rows for ``ecommerce_db.transactions_raw``: one row per loaded invoice line."""
+    return classified.where(F.col("outcome") == "loaded").select(
+        F.col("invoice_no_clean").alias("invoice_no"),
+        F.col("stock_code_clean").alias("stock_code"),
+        F.col("description_clean").alias("description"),
+        F.col("quantity_int").alias("quantity"),
+        "invoice_ts",
+        F.col("unit_price_dec").alias("unit_price"),
+        F.col("customer_id_int").alias("customer_id"),
+        "country_name", "country_code", "is_cancellation", "is_negative_quantity", "is_nonpositive_price",
+        "is_non_product", "source_file", "batch_id",
+    )
+
+
+def quarantined_rows(classified: DataFrame) -> DataFrame:
+    """Rows for ``ecommerce_db.transactions_quarantine`` (source fields as text, reason)."""
+    return classified.where(F.col("outcome") == "quarantined").select(*QUARANTINE_FIELDS)
+
+
+def batch_counts(classified: DataFrame) -> DataFrame:
+    """One row per batch: rows received, loaded, quarantined and duplicate."""
+    return classified.groupBy("batch_id").agg(
+        F.count(F.lit(1)).alias("rows_received"),
+        F.sum((F.col("outcome") == "loaded").cast("long")).alias("rows_loaded"),
+        F.sum((F.col("outcome") == "quarantined").cast("long")).alias("rows_quarantined"),
+        F.sum((F.col("outcome") == "duplicate").cast("long")).alias("rows_duplicate"),
+    )
+
+
+def merge_quarantine(existing: DataFrame, new_rows: DataFrame, batch_ids: list[str], now: Column) -> DataFrame:
+    """Replace the quarantine rows of the given batches, keeping first_seen_at and attempts of known lines.
+
+    Grain of the result: one row per quarantined line, keyed by ``batch_id, raw_line``.
+    """
+    reloaded = F.col("batch_id").isin(batch_ids)
+    kept = existing.where(~reloaded)
+    previous = existing.where(reloaded).select(
+        "batch_id", "raw_line", F.col("first_seen_at").alias("_first"), F.col("attempts").alias("_attempts"),
+        F.col("last_attempt_at").alias("_last"),
+    )
+    refreshed = new_rows.join(previous, ["batch_id", "raw_line"], "left").select(
+        *QUARANTINE_FIELDS,
+        F.coalesce("_attempts", F.lit(1)).alias("attempts"),
+        F.coalesce("_first", now).alias("first_seen_at"),
+        F.coalesce("_last", now).alias("last_attempt_at"),
+        F.lit(None).cast("timestamp").alias("resolved_at"),
+    )
+    return kept.unionByName(refreshed)

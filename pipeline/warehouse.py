@@ -1,0 +1,197 @@
+"""Thin I/O for Hive tables: DDL, reads, and atomic publication.
+
+Every write lands in a fresh directory and is then swapped in with one metastore call
+(``ALTER TABLE ... SET LOCATION`` for whole tables, ``ADD PARTITION ... LOCATION`` or
+``PARTITION ... SET LOCATION`` for partitions). A reader sees the old or the new data, never a mix, and a
+job that reads a table it rewrites never overwrites the files it reads (no ``UNSUPPORTED_OVERWRITE``).
+The version before the newest is kept so that queries planned just before a swap still find their files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+
+from pyspark.sql import DataFrame, SparkSession
+
+from pipeline import config, fs
+
+log = logging.getLogger(__name__)
+
+DB = "ecommerce_db"
+KEEP_VERSIONS = 2
+
+TABLES: dict[str, dict] = {
+    "transactions_raw": {
+        "grain": "one row per loaded transaction log line, partitioned by the batch that delivered it",
+        "columns": """invoice_no STRING, stock_code STRING, description STRING, quantity INT,
+            invoice_ts TIMESTAMP, unit_price DECIMAL(12,3), customer_id INT, country_name STRING,
+            country_code STRING, is_cancellation BOOLEAN, is_negative_quantity BOOLEAN,
+            is_nonpositive_price BOOLEAN, is_non_product BOOLEAN, source_file STRING, ingested_at TIMESTAMP""",
+        "partition": "batch_id STRING",
+    },
+    "products": {
+        "grain": "one row per stock code version (SCD Type 2 on description and unit_price)",
+        "columns": """product_key BIGINT, stock_code STRING, description STRING, unit_price DECIMAL(12,3),
+            valid_from DATE, valid_to DATE, is_current BOOLEAN""",
+    },
+    "countries": {
+        "grain": "one row per ISO country code (SCD Type 0: never rewritten)",
+        "columns": """country_code STRING, country_name STRING, iso3 STRING, region STRING,
+            continent STRING, source_country_name STRING, first_seen DATE""",
+    },
+    "transactions_quarantine": {
+        "grain": "one row per rejected transaction line (batch_id, raw_line), with reason and attempts",
+        "columns": """invoice_no STRING, stock_code STRING, description STRING, quantity STRING,
+            invoice_date STRING, unit_price STRING, customer_id STRING, country STRING, raw_line STRING,
+            source_file STRING, batch_id STRING, reason_code STRING, reason_detail STRING, attempts INT,
+            first_seen_at TIMESTAMP, last_attempt_at TIMESTAMP, resolved_at TIMESTAMP""",
+    },
+    "batch_audit": {
+        "grain": "one row per ingested batch of any feed (transaction window or master snapshot)",
+        "columns": """batch_id STRING, feed STRING, window_start TIMESTAMP, window_end TIMESTAMP,
+            source_files STRING, rows_received BIGINT, rows_loaded BIGINT, rows_quarantined BIGINT,
+            rows_duplicate BIGINT, rows_released BIGINT, status STRING, started_at TIMESTAMP,
+            finished_at TIMESTAMP""",
+    },
+    "master_data_warnings": {
+        "grain": "one row per ignored master-data change (snapshot date, feed, key, attribute)",
+        "columns": """snapshot_date DATE, feed STRING, key STRING, attribute STRING, kept_value STRING,
+            snapshot_value STRING""",
+    },
+}
+
+
+def name(table: str) -> str:
+    return f"{DB}.{table}"
+
+
+def db_location() -> str:
+    return fs.join(config.warehouse().uri, f"{DB}.db")
+
+
+def table_root(table: str) -> str:
+    return fs.join(db_location(), table)
+
+
+def new_version() -> str:
+    return f"v{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}_{uuid.uuid4().hex[:6]}"
+
+
+def ensure_schema(spark: SparkSession) -> None:
+    """Create the database and every table if missing (idempotent)."""
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {DB} LOCATION '{db_location()}'")
+    existing = {r.tableName for r in spark.sql(f"SHOW TABLES IN {DB}").collect()}
+    for table, spec in TABLES.items():
+        if table in existing:
+            continue
+        partition = f"PARTITIONED BY ({spec['partition']})" if "partition" in spec else ""
+        root = table_root(table)
+        location = root if "partition" in spec else fs.join(root, "v00000000_initial")
+        spark.sql(
+            f"CREATE TABLE IF NOT EXISTS {name(table)} ({spec['columns']}) COMMENT 'grain: {spec['grain']}' "
+            f"{partition} STORED AS PARQUET LOCATION '{location}'"
+        )
+
+
+class HadoopFS:
+    """Hadoop FileSystem calls through the JVM (same code for file:// and hdfs://)."""
+
+    def __init__(self, spark: SparkSession):
+        self._jvm = spark._jvm
+        self._conf = spark._jsc.hadoopConfiguration()
+
+    def _fs(self, path):
+        return path.getFileSystem(self._conf)
+
+    def path(self, uri: str):
+        return self._jvm.org.apache.hadoop.fs.Path(uri)
+
+    def exists(self, uri: str) -> bool:
+        p = self.path(uri)
+        return self._fs(p).exists(p)
+
+    def mkdirs(self, uri: str) -> None:
+        p = self.path(uri)
+        self._fs(p).mkdirs(p)
+
+    def rename(self, src: str, dst: str) -> None:
+        s, d = self.path(src), self.path(dst)
+        if not self._fs(s).rename(s, d):
+            raise OSError(f"rename {src} -> {dst} failed")
+
+    def children(self, uri: str) -> list[str]:
+        p = self.path(uri)
+        fsys = self._fs(p)
+        if not fsys.exists(p):
+            return []
+        return sorted(st.getPath().getName() for st in fsys.listStatus(p))
+
+    def delete(self, uri: str) -> None:
+        p = self.path(uri)
+        self._fs(p).delete(p, True)
+
+    def gc_versions(self, parent: str, keep: int = KEEP_VERSIONS) -> None:
+        versions = [c for c in self.children(parent) if c.startswith("v")]
+        for old in versions[:-keep]:
+            self.delete(fs.join(parent, old))
+
+
+def replace_table(spark: SparkSession, df: DataFrame, table: str) -> str:
+    """Publish ``df`` as the whole content of ``table``: write a new version, then swap its location."""
+    location = fs.join(table_root(table), new_version())
+    df.write.mode("errorifexists").parquet(location)
+    spark.sql(f"ALTER TABLE {name(table)} SET LOCATION '{location}'")
+    HadoopFS(spark).gc_versions(table_root(table))
+    return location
+
+
+def existing_partitions(spark: SparkSession, table: str) -> set[str]:
+    return {r[0].split("=", 1)[1] for r in spark.sql(f"SHOW PARTITIONS {name(table)}").collect()}
+
+
+def replace_partitions(
+    spark: SparkSession, df: DataFrame, table: str, column: str, values: list[str]
+) -> None:
+    """Publish ``df`` as the full content of the partitions ``values`` of ``table`` (others untouched).
+
+    Each partition gets a new version directory; new partitions are added and existing ones swapped with
+    one metastore call each. A value without rows becomes an empty partition.
+    """
+    if not values:
+        return
+    hfs = HadoopFS(spark)
+    version = new_version()
+    staging = fs.join(table_root(table), "_staging", version)
+    df.write.partitionBy(column).mode("errorifexists").parquet(staging)
+    locations = {}
+    for value in values:
+        part_dir = fs.join(table_root(table), f"{column}={value}")
+        target = fs.join(part_dir, version)
+        hfs.mkdirs(part_dir)
+        src = fs.join(staging, f"{column}={value}")
+        if hfs.exists(src):
+            hfs.rename(src, target)
+        else:
+            hfs.mkdirs(target)
+        locations[value] = target
+    hfs.delete(staging)
+    present = existing_partitions(spark, table)
+    new = [v for v in values if v not in present]
+    if new:
+        specs = " ".join(f"PARTITION ({column}='{v}') LOCATION '{locations[v]}'" for v in new)
+        spark.sql(f"ALTER TABLE {name(table)} ADD IF NOT EXISTS {specs}")
+    for v in values:
+        if v in present:
+            spark.sql(f"ALTER TABLE {name(table)} PARTITION ({column}='{v}') SET LOCATION '{locations[v]}'")
+    for v in values:
+        hfs.gc_versions(fs.join(table_root(table), f"{column}={v}"))
+
+
+def read(spark: SparkSession, table: str) -> DataFrame:
+    return spark.table(name(table))
+
+
+def table_columns(spark: SparkSession, table: str) -> list[str]:
+    return read(spark, table).columns

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import sys
+import time
 
-from pipeline import services
+from pipeline import config, services
 
 log = logging.getLogger(__name__)
 
@@ -24,18 +26,90 @@ def _services(args: argparse.Namespace) -> int:
     return 0 if ok or args.action == "stop" else 1
 
 
+def setup_logging() -> None:
+    """Progress lines to the terminal; everything else (Luigi, py4j, pipeline debug) to a log file."""
+    config.load_profile()
+    log_dir = config.state().path / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    file_handler = logging.FileHandler(log_dir / "pipeline.log")
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(file_handler)
+    console = logging.StreamHandler(sys.stdout)
+    console.setFormatter(logging.Formatter("%(message)s"))
+    for name in ("pipeline.progress", "pipeline.cli", "pipeline.services"):
+        logging.getLogger(name).addHandler(console)
+        logging.getLogger(name).propagate = True
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+
+
+def _date(text: str) -> dt.date:
+    return dt.date.fromisoformat(text)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import luigi
+
+    from pipeline import progress
+    from pipeline.tasks import ingest
+
+    rp = config.replay()
+    days_all = list(ingest.source_days())
+    start, end = (days_all[0], days_all[-1]) if args.all else (args.start or rp.demo_start, args.end or rp.demo_end)
+    if start > end:
+        raise SystemExit(f"error: --start {start} is after --end {end}")
+    days = [d for d in days_all if start <= d <= end]
+    if not days:
+        raise SystemExit(f"error: no trading days in the source data between {start} and {end}")
+    mode = args.mode if args.mode != "auto" else ("tasks" if len(days) <= 31 else "backfill")
+    log.info("starting embedded services (logs under %s)", config.state().path / "logs")
+    services.start_all()
+    log.info("ingesting %d trading days %s .. %s through luigid (%s mode); details in %s",
+             len(days), days[0], days[-1], mode, config.state().path / "logs" / "pipeline.log")
+    printer = progress.ProgressPrinter(days)
+    printer.register()
+    if mode == "tasks":
+        tasks = [ingest.IngestDay(d) for d in days]
+    else:
+        tasks = [ingest.IngestBackfill(start=days[0], end=days[-1])]
+    ui = config.scheduler_ui()
+    t0 = time.monotonic()
+    luigi.configuration.get_config().set("core", "no_configure_logging", "true")
+    result = luigi.build(tasks, scheduler_host=ui.host, scheduler_port=ui.port, workers=1, detailed_summary=True)
+    elapsed = time.monotonic() - t0
+    log.info("\n%s", result.summary_text)
+    ok = result.status in (luigi.execution_summary.LuigiStatusCode.SUCCESS,
+                           luigi.execution_summary.LuigiStatusCode.SUCCESS_WITH_RETRY)
+    log.info("pipeline %s in %.1f s", "finished" if ok else "FAILED", elapsed)
+    for line in progress.summary(days[0], days[-1]):
+        log.info(line)
+    log.info("")
+    log.info("luigid visualizer: http://%s:%s/", ui.host, ui.port)
+    log.info("HiveServer2:       %s", __import__("pipeline.hs2").hs2.url())
+    return 0 if ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sp = sub.add_parser("services", help="start, stop or show the embedded services")
     sp.add_argument("action", choices=["start", "stop", "status"])
     sp.set_defaults(func=_services)
+    rp = sub.add_parser("run", help="start the services and ingest a window of the real data through luigid")
+    rp.add_argument("--start", type=_date, help="first day (default [replay] demo_start, 2010-12-01)")
+    rp.add_argument("--end", type=_date, help="last day, inclusive (default [replay] demo_end, 2010-12-08)")
+    rp.add_argument("--all", action="store_true", help="the whole year 2010-12-01 .. 2011-12-09")
+    rp.add_argument("--mode", choices=["auto", "tasks", "backfill"], default="auto",
+                    help="tasks: one Luigi task per batch and snapshot; backfill: one Spark pass for the range "
+                         "(auto: tasks up to 31 days)")
+    rp.set_defaults(func=_run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     args = build_parser().parse_args(argv)
+    setup_logging()
     try:
         return args.func(args)
     except services.ServiceError as exc:

@@ -15,16 +15,18 @@ import luigi.configuration
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PROFILE_ENV = "ECOM_PROFILE"
+OVERLAY_ENV = "ECOM_CONFIG_OVERLAY"
 
 
 def load_profile() -> str:
-    """Layer ``luigi.cfg`` and the selected profile onto Luigi's configuration; return the profile."""
+    """Layer ``luigi.cfg``, the selected profile and ``$ECOM_CONFIG_OVERLAY`` onto Luigi's configuration."""
     profile = os.environ.get(PROFILE_ENV, "embedded")
     overlay = PROJECT_ROOT / "conf" / "profiles" / f"{profile}.cfg"
     if not overlay.exists():
         raise ValueError(f"{PROFILE_ENV}={profile!r}: no profile file {overlay}")
     loaded = luigi.configuration.get_config()._config_paths
-    for path in (PROJECT_ROOT / "luigi.cfg", overlay):
+    extra = [Path(os.environ[OVERLAY_ENV])] if os.environ.get(OVERLAY_ENV) else []
+    for path in (PROJECT_ROOT / "luigi.cfg", overlay, *extra):
         if str(path) not in loaded:
             luigi.configuration.add_config_path(str(path))
     return profile
@@ -67,6 +69,7 @@ class spark(luigi.Config):
     driver_memory = luigi.Parameter(default="2g")
     shuffle_partitions = luigi.IntParameter(default=4)
     session_time_zone = luigi.Parameter(default="UTC")
+    driver_host = luigi.Parameter(default="127.0.0.1")
 
 
 class metastore(luigi.Config):

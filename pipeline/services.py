@@ -213,7 +213,7 @@ class HiveServer2(Service):
         home = spark_home()
         ms = config.metastore()
         log_dir = self.state_dir / "logs"
-        env = dict(os.environ, SPARK_HOME=str(home), PYSPARK_PYTHON=sys.executable)
+        env = dict(os.environ, SPARK_HOME=str(home), PYSPARK_PYTHON=sys.executable, SPARK_LOCAL_IP=self.host)
         env.pop("SPARK_CONF_DIR", None)
         opts = _java_log_opts(self.name, log_dir)
         argv = [

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import socket
+import sys
 from urllib.parse import urlparse
 
 from pyspark.sql import SparkSession
@@ -53,6 +53,7 @@ def get_spark(app_name: str = "ecommerce-pipeline") -> SparkSession:
     log_dir.mkdir(parents=True, exist_ok=True)
     java_opts = f"-Dlog4j2.configurationFile={spark_log_config()} -Decom.log.dir={log_dir}"
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", sp.driver_host)
     builder = (
         SparkSession.builder.appName(app_name)
         .master(sp.master)
@@ -67,6 +68,8 @@ def get_spark(app_name: str = "ecommerce-pipeline") -> SparkSession:
         .config("spark.driver.extraJavaOptions", java_opts)
         .config("spark.executor.extraJavaOptions", java_opts)
         .config("spark.ui.enabled", "false")
+        .config("spark.driver.host", sp.driver_host)
+        .config("spark.driver.bindAddress", sp.driver_host)
         .config("spark.sql.adaptive.enabled", "true")
         .config("spark.sql.parquet.compression.codec", "snappy")
         .config("spark.sql.sources.partitionOverwriteMode", "static")

@@ -1,0 +1,41 @@
+# Two commands set everything up on a fresh machine (Python 3.11, Java 17):
+#   make run    venv + installs, start the embedded services, ingest the demo window through luigid
+#   make test   venv + installs, unit tests, integration tests against real services on test ports
+# Both are safe to run twice.
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+ARGS   ?=
+PYTEST_ARGS ?=
+
+.PHONY: run test setup services-start services-stop services-status stop status lint bench bench-year clean
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	$(PY) -m pipeline run $(ARGS)
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+stop: setup
+	$(PY) -m pipeline services stop
+
+status: setup
+	$(PY) -m pipeline services status
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+bench: setup
+	$(PY) -m bench.backfill $(ARGS)
+
+clean:
+	-$(PY) -m pipeline services stop
+	rm -rf var

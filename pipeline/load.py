@@ -98,14 +98,6 @@ def _masters_for_fk(spark: SparkSession) -> tuple[DataFrame, DataFrame]:
     return wh.read(spark, "products").select("stock_code"), wh.read(spark, "countries")
 
 
-def _publish_quarantine(spark, new_rows: DataFrame, batch_ids: list[str], had_rows: bool, now) -> None:
-    if not had_rows and new_rows.isEmpty():
-        return
-    existing = wh.read(spark, "transactions_quarantine")
-    merged = transactions.merge_quarantine(existing, new_rows, batch_ids, F.lit(now))
-    wh.replace_table(spark, merged.coalesce(1), "transactions_quarantine")
-
-
 def load_transaction_batches(spark: SparkSession, batches: list[Batch]) -> dict[str, dict]:
     """Load transaction batches into ``transactions_raw`` (partition per batch), quarantine and audit."""
     if not batches:
@@ -116,16 +108,26 @@ def load_transaction_batches(spark: SparkSession, batches: list[Batch]) -> dict[
     classified = transactions.classify_lines(
         read_batch_lines(spark, batches), products, countries, non_product_patterns()
     ).persist()
-    counts = {r.batch_id: r.asDict() for r in transactions.batch_counts(classified).collect()}
+    counts = {r.batch_id: {**r.asDict(), "rows_released": 0}
+              for r in transactions.batch_counts(classified).collect()}
     for b in ids:
         counts.setdefault(b, {"batch_id": b, "rows_received": 0, "rows_loaded": 0, "rows_quarantined": 0,
-                              "rows_duplicate": 0})
+                              "rows_duplicate": 0, "rows_released": 0})
     check_nothing_lost(counts)
+    previous = wh.read(spark, "transactions_quarantine").where(F.col("batch_id").isin(ids)).cache()
+    resolved = previous.where(F.col("resolved_at").isNotNull())
+    if not resolved.isEmpty():
+        for r in transactions.released_counts(classified, resolved).collect():
+            counts[r.batch_id]["rows_released"] = r.rows_released
     loaded = transactions.loaded_rows(classified).withColumn("ingested_at", F.lit(started))
     wh.replace_partitions(spark, loaded.repartition("batch_id"), "transactions_raw", "batch_id", ids)
-    had_quarantine = not wh.read(spark, "transactions_quarantine").where(F.col("batch_id").isin(ids)).isEmpty()
-    _publish_quarantine(spark, transactions.quarantined_rows(classified), ids, had_quarantine, started)
+    new_quarantine = transactions.quarantined_rows(classified)
+    if any(c["rows_quarantined"] for c in counts.values()) or not previous.isEmpty():
+        merged = transactions.merge_quarantine(wh.read(spark, "transactions_quarantine"), new_quarantine, ids,
+                                               F.lit(started))
+        wh.replace_table(spark, merged.coalesce(1), "transactions_quarantine")
     upsert_audit(spark, audit_rows(spark, batches, counts, started))
+    previous.unpersist()
     classified.unpersist()
     return counts
 
@@ -206,15 +208,20 @@ def load_country_snapshots(spark: SparkSession, batches: list[Batch]) -> dict[st
     return by_id
 
 
-def retry_quarantine(spark: SparkSession) -> dict[str, int]:
+def retry_quarantine(spark: SparkSession, retry_date: dt.date) -> dict[str, int]:
     """Re-check quarantined lines whose reason may have gone away (unknown product or country).
 
-    Lines the masters now know are loaded into their original batch partition and marked resolved;
-    the others get one more attempt counted. Batch audit rows move from quarantined to loaded/released.
+    Runs after the masters of ``retry_date`` are loaded. Lines the masters now know are loaded into
+    their original batch partition and marked resolved; the others get one more attempt counted. Each
+    line is retried at most once per ``retry_date``, so rerunning the retry changes nothing. Batch audit
+    rows move from quarantined to loaded/released.
     """
     now = _now()
     quarantine = wh.read(spark, "transactions_quarantine")
-    pending_filter = F.col("resolved_at").isNull() & F.col("reason_code").isin(*transactions.RETRYABLE_REASONS)
+    pending_filter = (
+        F.col("resolved_at").isNull() & F.col("reason_code").isin(*transactions.RETRYABLE_REASONS)
+        & (F.col("last_retry_date").isNull() | (F.col("last_retry_date") < F.lit(retry_date)))
+    )
     pending = quarantine.where(pending_filter).select("batch_id", "source_file", "raw_line").cache()
     if pending.isEmpty():
         return {"retried": 0, "released": 0}
@@ -233,12 +240,14 @@ def retry_quarantine(spark: SparkSession) -> dict[str, int]:
                                 F.col("reason_code").alias("_reason"), F.col("reason_detail").alias("_detail"))
     updated = quarantine.join(outcome, ["batch_id", "raw_line"], "left").select(
         *[c for c in quarantine.columns if c not in ("reason_code", "reason_detail", "attempts",
-                                                     "last_attempt_at", "resolved_at")],
+                                                     "last_attempt_at", "resolved_at", "last_retry_date")],
         F.coalesce("_reason", "reason_code").alias("reason_code"),
         F.coalesce("_detail", "reason_detail").alias("reason_detail"),
         (F.col("attempts") + F.col("_outcome").isNotNull().cast("int")).alias("attempts"),
         F.when(F.col("_outcome").isNotNull(), F.lit(now)).otherwise(F.col("last_attempt_at")).alias("last_attempt_at"),
         F.when(F.col("_outcome") == "loaded", F.lit(now)).otherwise(F.col("resolved_at")).alias("resolved_at"),
+        F.when(F.col("_outcome").isNotNull(), F.lit(retry_date)).otherwise(F.col("last_retry_date"))
+        .alias("last_retry_date"),
     ).select(*quarantine.columns)
     wh.replace_table(spark, updated.coalesce(1), "transactions_quarantine")
     if released_counts:

@@ -41,7 +41,10 @@ def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
 
 
 def require_java() -> str:
-    java = shutil.which("java", path=os.environ.get("JAVA_HOME", "") + "/bin:" + os.environ.get("PATH", ""))
+    search = os.environ.get("PATH", "")
+    if os.environ.get("JAVA_HOME"):
+        search = f"{os.environ['JAVA_HOME']}/bin:{search}"
+    java = shutil.which("java", path=search)
     if not java:
         raise ServiceError("Java is not installed (need Java 17: `apt-get install -y openjdk-17-jre-headless`)")
     return java
@@ -265,6 +268,56 @@ class Luigid(Service):
     @property
     def history_db(self) -> Path:
         return self.state_dir / "luigid" / "task-history.db"
+
+
+class SparkMaster(Service):
+    """Spark standalone master on loopback (``spark-class org.apache.spark.deploy.master.Master``)."""
+
+    webui_port: int = 0
+
+    def command(self):
+        require_java()
+        home = spark_home()
+        env = dict(os.environ, SPARK_HOME=str(home), SPARK_LOCAL_IP=self.host,
+                   SPARK_MASTER_OPTS=_java_log_opts(self.name, self.state_dir / "logs"))
+        argv = [str(home / "bin" / "spark-class"), "org.apache.spark.deploy.master.Master",
+                "--host", self.host, "--port", str(self.port), "--webui-port", str(self.webui_port or self.port + 1)]
+        return argv, env, self.state_dir
+
+    @property
+    def url(self) -> str:
+        return f"spark://{self.host}:{self.port}"
+
+
+class SparkWorker(Service):
+    """Spark standalone worker registered with a master; health = its RPC port answers."""
+
+    master_url: str = ""
+    cores: int = 1
+    memory: str = "1g"
+
+    def command(self):
+        require_java()
+        home = spark_home()
+        work = self.state_dir / "spark-work" / self.name
+        work.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, SPARK_HOME=str(home), SPARK_LOCAL_IP=self.host, PYSPARK_PYTHON=sys.executable,
+                   SPARK_WORKER_OPTS=_java_log_opts(self.name, self.state_dir / "logs"))
+        argv = [str(home / "bin" / "spark-class"), "org.apache.spark.deploy.worker.Worker", self.master_url,
+                "--host", self.host, "--port", str(self.port), "--webui-port", str(self.port + 1),
+                "--cores", str(self.cores), "--memory", self.memory, "--work-dir", str(work)]
+        return argv, env, self.state_dir
+
+
+def standalone_cluster(master_port: int = 7077, workers: int = 1) -> list[Service]:
+    """A Spark standalone master and ``workers`` workers on loopback (the cluster topology without Docker)."""
+    master = SparkMaster("spark-master", "127.0.0.1", master_port, start_timeout_s=60)
+    nodes: list[Service] = [master]
+    for i in range(workers):
+        worker = SparkWorker(f"spark-worker-{i + 1}", "127.0.0.1", master_port + 10 + 2 * i, start_timeout_s=60)
+        worker.master_url = master.url
+        nodes.append(worker)
+    return nodes
 
 
 def all_services() -> list[Service]:

@@ -46,7 +46,7 @@ TABLES: dict[str, dict] = {
         "columns": """invoice_no STRING, stock_code STRING, description STRING, quantity STRING,
             invoice_date STRING, unit_price STRING, customer_id STRING, country STRING, raw_line STRING,
             source_file STRING, batch_id STRING, reason_code STRING, reason_detail STRING, attempts INT,
-            first_seen_at TIMESTAMP, last_attempt_at TIMESTAMP, resolved_at TIMESTAMP""",
+            first_seen_at TIMESTAMP, last_attempt_at TIMESTAMP, resolved_at TIMESTAMP, last_retry_date DATE""",
     },
     "batch_audit": {
         "grain": "one row per ingested batch of any feed (transaction window or master snapshot)",

@@ -157,7 +157,7 @@ class RetryQuarantine(luigi.Task):
         return marker("quarantine_retry", f"{self.date}.json")
 
     def run(self):
-        result = load.retry_quarantine(spark_with_schema())
+        result = load.retry_quarantine(spark_with_schema(), self.date)
         fs.write_json(self.output().path, {"date": self.date, **result})
 
 
@@ -221,7 +221,7 @@ class IngestBackfill(luigi.Task):
         counts = load.load_transaction_batches(spark, [transaction_batch(d, w) for d, w in batches])
         for d, w in batches:
             fs.write_json(TransactionBatch(d, str(w)).output().path, counts[replay.batch_id(d, w)])
-        result = load.retry_quarantine(spark)
+        result = load.retry_quarantine(spark, days[-1])
         progress.info("quarantine retry: %s", result)
         for d in days:
             if not RetryQuarantine(d).complete():

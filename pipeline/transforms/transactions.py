@@ -178,21 +178,35 @@ def batch_counts(classified: DataFrame) -> DataFrame:
 
 
 def merge_quarantine(existing: DataFrame, new_rows: DataFrame, batch_ids: list[str], now: Column) -> DataFrame:
-    """Replace the quarantine rows of the given batches, keeping first_seen_at and attempts of known lines.
+    """Replace the open quarantine rows of reloaded batches, keeping first_seen_at and attempts of known lines.
 
-    Grain of the result: one row per quarantined line, keyed by ``batch_id, raw_line``.
+    Resolved rows (lines released earlier) are history and are kept. Grain of the result: one row per
+    quarantined line, keyed by ``batch_id, raw_line``.
     """
     reloaded = F.col("batch_id").isin(batch_ids)
-    kept = existing.where(~reloaded)
-    previous = existing.where(reloaded).select(
+    kept = existing.where(~reloaded | F.col("resolved_at").isNotNull())
+    previous = existing.where(reloaded & F.col("resolved_at").isNull()).select(
         "batch_id", "raw_line", F.col("first_seen_at").alias("_first"), F.col("attempts").alias("_attempts"),
-        F.col("last_attempt_at").alias("_last"),
+        F.col("last_attempt_at").alias("_last"), F.col("last_retry_date").alias("_retry"),
     )
-    refreshed = new_rows.join(previous, ["batch_id", "raw_line"], "left").select(
-        *QUARANTINE_FIELDS,
-        F.coalesce("_attempts", F.lit(1)).alias("attempts"),
-        F.coalesce("_first", now).alias("first_seen_at"),
-        F.coalesce("_last", now).alias("last_attempt_at"),
-        F.lit(None).cast("timestamp").alias("resolved_at"),
+    refreshed = (
+        new_rows.join(kept.select("batch_id", "raw_line"), ["batch_id", "raw_line"], "left_anti")
+        .join(previous, ["batch_id", "raw_line"], "left")
+        .select(
+            *QUARANTINE_FIELDS,
+            F.coalesce("_attempts", F.lit(1)).alias("attempts"),
+            F.coalesce("_first", now).alias("first_seen_at"),
+            F.coalesce("_last", now).alias("last_attempt_at"),
+            F.lit(None).cast("timestamp").alias("resolved_at"),
+            F.col("_retry").alias("last_retry_date"),
+        )
     )
     return kept.unionByName(refreshed)
+
+
+def released_counts(classified: DataFrame, resolved: DataFrame) -> DataFrame:
+    """Per batch, loaded lines that an earlier load had quarantined and a retry released."""
+    loaded = classified.where(F.col("outcome") == "loaded").select("batch_id", "raw_line")
+    return loaded.join(resolved.select("batch_id", "raw_line"), ["batch_id", "raw_line"]).groupBy("batch_id").agg(
+        F.count(F.lit(1)).alias("rows_released")
+    )

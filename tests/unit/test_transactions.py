@@ -135,4 +135,5 @@ def test_merge_quarantine_keeps_history_of_reloaded_lines(spark):
 
 def _quarantine_schema(spark):
     fields = ", ".join(f"{c} STRING" for c in tx.QUARANTINE_FIELDS)
-    return f"{fields}, attempts INT, first_seen_at TIMESTAMP, last_attempt_at TIMESTAMP, resolved_at TIMESTAMP"
+    return (f"{fields}, attempts INT, first_seen_at TIMESTAMP, last_attempt_at TIMESTAMP, resolved_at TIMESTAMP, "
+            "last_retry_date DATE")

@@ -1,0 +1,258 @@
+"""Two real trading days through luigid, checked over HiveServer2 against the source files.
+
+Expected values are computed here, independently of the pipeline, from the gzipped source files.
+"""
+
+import csv
+import datetime as dt
+import gzip
+import io
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+
+import pytest
+
+from pipeline import config, hs2, replay, services
+from tests.integration.conftest import ROOT, overlay_env, run_luigi, warehouse_path
+
+pytestmark = pytest.mark.integration
+
+DAYS = [dt.date(2010, 12, 1), dt.date(2010, 12, 2)]
+BAD_DATE_LINE = "536999,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,31/12/2010 25:00,2.55,17850.0,United Kingdom"
+ATLANTIS_LINE = "536998,85123A,WHITE HANGING HEART T-LIGHT HOLDER,1,2010-12-02 03:05:00,2.55,,Atlantis"
+
+
+def source_lines(day):
+    with gzip.open(config.replay().source_path / f"{day}.csv.gz", "rt", newline="") as fh:
+        return [ln for ln in fh.read().splitlines()[1:] if ln]
+
+
+def fields(line):
+    return next(csv.reader([line]))
+
+
+def new_code_line():
+    """A real 2010-12-02 line whose stock code the source had never shown on 2010-12-01, moved to 03:10."""
+    before = {fields(ln)[1] for ln in source_lines(DAYS[0])}
+    line = next(ln for ln in source_lines(DAYS[1]) if fields(ln)[1] not in before)
+    f = fields(line)
+    f[4] = "2010-12-02 03:10:00"
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="").writerow(f)
+    return buf.getvalue(), f[1]
+
+
+INJECTED, NEW_CODE = new_code_line()
+
+
+def expected_batches():
+    """batch_id -> (received, duplicates) from the source files plus the lines this test injects."""
+    out = {}
+    for day in DAYS:
+        windows = {w: [] for w in replay.WINDOW_HOURS}
+        for ln in source_lines(day):
+            windows[int(fields(ln)[4][11:13]) // 4 * 4].append(ln)
+        if day == DAYS[1]:
+            windows[0] += [INJECTED, INJECTED, BAD_DATE_LINE, ATLANTIS_LINE]
+        for w, lines in windows.items():
+            out[replay.batch_id(day, w)] = (len(lines), len(lines) - len(set(lines)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def ingested(stack):
+    run_luigi("ReplayDay", "--date", str(DAYS[1]))
+    path = warehouse_path(replay.landing_paths(stack["warehouse"], DAYS[1])["transactions"][0])
+    with open(path, "a") as fh:
+        fh.write("\n".join([INJECTED, INJECTED, BAD_DATE_LINE, ATLANTIS_LINE]) + "\n")
+    run_luigi("RangeDaily", "--of", "IngestDay", "--start", str(DAYS[0]), "--stop", str(DAYS[-1] + dt.timedelta(1)))
+    return stack
+
+
+def audit():
+    rows = hs2.query("SELECT batch_id, rows_received, rows_loaded, rows_quarantined, rows_duplicate, rows_released "
+                     "FROM ecommerce_db.batch_audit WHERE feed = 'transactions'")
+    return {r[0]: r[1:] for r in rows}
+
+
+def test_every_batch_matches_the_source_files(ingested):
+    expected = expected_batches()
+    got = audit()
+    assert set(got) == set(expected)
+    for batch, (received, dups) in expected.items():
+        assert got[batch][0] == received, batch
+        assert got[batch][3] == dups, batch
+    loaded = dict(hs2.query("SELECT batch_id, count(*) FROM ecommerce_db.transactions_raw GROUP BY batch_id"))
+    for batch, row in got.items():
+        assert loaded.get(batch, 0) == row[1], batch
+
+
+def test_nothing_lost_in_any_batch(ingested):
+    for batch, (received, loaded, quarantined, dups, _released) in audit().items():
+        assert received == loaded + quarantined + dups, batch
+
+
+def test_quarantine_then_retry_releases_the_line_once_masters_know_it(ingested):
+    rows = hs2.query("SELECT raw_line, reason_code, reason_detail, attempts, resolved_at IS NOT NULL "
+                     "FROM ecommerce_db.transactions_quarantine WHERE batch_id = %(b)s", {"b": "tx_20101202_00"})
+    by_line = {r[0]: r[1:] for r in rows}
+    assert by_line[INJECTED][0] == "UNKNOWN_PRODUCT" and NEW_CODE in by_line[INJECTED][1]
+    assert by_line[INJECTED][2:] == (2, True)
+    assert by_line[BAD_DATE_LINE][0] == "BAD_DATE" and "31/12/2010 25:00" in by_line[BAD_DATE_LINE][1]
+    assert by_line[BAD_DATE_LINE][2:] == (1, False)
+    assert by_line[ATLANTIS_LINE][0] == "UNKNOWN_COUNTRY" and by_line[ATLANTIS_LINE][2:] == (2, False)
+    assert audit()["tx_20101202_00"] == (4, 1, 2, 1, 1)
+    loaded = hs2.query("SELECT stock_code, quantity FROM ecommerce_db.transactions_raw "
+                       "WHERE batch_id = 'tx_20101202_00'")
+    assert [r[0] for r in loaded] == [NEW_CODE]
+
+
+def test_products_scd2_invariants(ingested):
+    codes = {fields(ln)[1].strip() for day in DAYS for ln in source_lines(day)}
+    (current, distinct), = hs2.query("SELECT sum(CASE WHEN is_current THEN 1 ELSE 0 END), count(DISTINCT stock_code) "
+                                     "FROM ecommerce_db.products")
+    assert current == distinct == len(codes)
+    assert hs2.query("SELECT stock_code FROM ecommerce_db.products WHERE is_current "
+                     "GROUP BY stock_code HAVING count(*) > 1") == []
+    overlaps = hs2.query(
+        "SELECT a.stock_code FROM ecommerce_db.products a JOIN ecommerce_db.products b "
+        "ON a.stock_code = b.stock_code AND a.product_key <> b.product_key "
+        "AND a.valid_from < b.valid_to AND b.valid_from < a.valid_to")
+    assert overlaps == []
+    assert hs2.query("SELECT count(*) FROM ecommerce_db.products WHERE is_current "
+                     "AND valid_to <> DATE '9999-12-31'") == [(0,)]
+
+
+def test_countries_scd0_has_every_source_country(ingested):
+    names = {fields(ln)[7] for day in DAYS for ln in source_lines(day)}
+    got = dict(hs2.query("SELECT source_country_name, country_code FROM ecommerce_db.countries"))
+    assert set(got) == names
+    assert got.get("EIRE", "IE") == "IE"
+
+
+def test_luigid_recorded_task_history(ingested):
+    db = ingested["state"] / "luigid" / "task-history.db"
+    with sqlite3.connect(db) as conn:
+        done = conn.execute(
+            "SELECT count(DISTINCT t.id) FROM tasks t JOIN task_events e ON e.task_id = t.id "
+            "WHERE t.name = 'TransactionBatch' AND e.event_name = 'DONE'").fetchone()[0]
+    assert done == 12
+
+
+def table_state():
+    """All published rows, minus load timestamps that record when a row was written."""
+    return {
+        "transactions_raw": sorted(hs2.query(
+            "SELECT invoice_no, stock_code, description, quantity, invoice_ts, unit_price, customer_id, "
+            "country_name, country_code, is_cancellation, batch_id FROM ecommerce_db.transactions_raw")),
+        "products": sorted(hs2.query("SELECT * FROM ecommerce_db.products")),
+        "countries": sorted(hs2.query("SELECT * FROM ecommerce_db.countries")),
+        "quarantine": sorted(hs2.query("SELECT * FROM ecommerce_db.transactions_quarantine"), key=str),
+        "audit": sorted(hs2.query(
+            "SELECT batch_id, feed, window_start, window_end, source_files, rows_received, rows_loaded, "
+            "rows_quarantined, rows_duplicate, rows_released, status FROM ecommerce_db.batch_audit")),
+    }
+
+
+def test_rerun_changes_nothing(ingested):
+    before = table_state()
+    proc = run_luigi("RangeDaily", "--of", "IngestDay", "--start", str(DAYS[0]),
+                     "--stop", str(DAYS[-1] + dt.timedelta(1)))
+    assert "ran successfully" not in (proc.stdout + proc.stderr).split("Execution Summary")[-2]
+    assert table_state() == before
+    # forced rerun: remove the day's markers, so every task of 2010-12-02 runs again
+    markers = warehouse_path(ingested["warehouse"]) / "_markers"
+    removed = [p for p in markers.rglob("*") if p.is_file() and ("20101202" in p.name or "2010-12-02" in p.name)]
+    assert len(removed) == 9
+    for p in removed:
+        p.unlink()
+    run_luigi("IngestDay", "--date", str(DAYS[1]))
+    assert table_state() == before
+
+
+def test_reader_never_sees_a_partial_table(ingested):
+    """HiveServer2 counts a table while another process republishes it with 1,000 / 3,000 rows in 8 files."""
+    script = (
+        "from pipeline.spark import get_spark\n"
+        "from pipeline import warehouse as wh\n"
+        "spark = get_spark()\n"
+        "spark.sql('CREATE TABLE IF NOT EXISTS ecommerce_db.swap_probe (n BIGINT) STORED AS PARQUET')\n"
+        "for i in range(12):\n"
+        "    wh.replace_table(spark, spark.range(1000 if i % 2 else 3000).toDF('n').repartition(8), 'swap_probe')\n"
+        "    print('published', i, flush=True)\n"
+    )
+    seen = Counter()
+    errors = []
+    writer = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+
+    def read():
+        while writer.poll() is None:
+            try:
+                seen[hs2.query("SELECT count(*) FROM ecommerce_db.swap_probe")[0][0]] += 1
+            except Exception as exc:
+                if seen:  # before the writer created the table, "not found" is expected
+                    errors.append(str(exc)[:300])
+            time.sleep(0.05)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    out, err = writer.communicate(timeout=600)
+    reader.join()
+    hs2.query("DROP TABLE IF EXISTS ecommerce_db.swap_probe")
+    assert writer.returncode == 0, err[-2000:]
+    assert out.count("published") == 12
+    assert set(seen) <= {0, 1000, 3000}, seen
+    assert seen[1000] + seen[3000] > 0
+    assert errors == []
+
+
+def test_a_wrong_metastore_uri_fails_fast_without_a_private_catalog(ingested, tmp_path):
+    env = overlay_env(ingested, tmp_path / "wrong.cfg", "metastore", uri="thrift://127.0.0.1:1")
+    proc = subprocess.run([sys.executable, "-c", "from pipeline.spark import get_spark; get_spark()"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "Hive metastore at thrift://127.0.0.1:1 is not reachable" in proc.stderr
+    assert not (tmp_path / "metastore_db").exists()
+
+
+def test_out_of_order_snapshot_is_refused_and_changes_nothing(ingested):
+    before = table_state()["products"]
+    script = (
+        "import datetime as dt\n"
+        "from pipeline import load\n"
+        "from pipeline.tasks import ingest\n"
+        "from pipeline.transforms.masters import OutOfOrderSnapshot\n"
+        "spark = ingest.spark_with_schema()\n"
+        "for d in (dt.date(2010, 12, 3), dt.date(2010, 12, 5)):\n"
+        "    ingest.ReplayDay(d).run() if not ingest.ReplayDay(d).complete() else None\n"
+        "load.load_product_snapshots(spark, [ingest.snapshot_batch('products', dt.date(2010, 12, 5))])\n"
+        "try:\n"
+        "    load.load_product_snapshots(spark, [ingest.snapshot_batch('products', dt.date(2010, 12, 3))])\n"
+        "except OutOfOrderSnapshot as exc:\n"
+        "    print('REFUSED', exc)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "REFUSED snapshot 2010-12-03 is older than the latest applied snapshot 2010-12-05" in proc.stdout
+    after = hs2.query("SELECT * FROM ecommerce_db.products")
+    assert len(after) >= len(before)
+    assert not [r for r in after if r[4] == dt.date(2010, 12, 3)]
+
+
+def test_catalog_and_data_survive_a_metastore_restart(ingested):
+    before = table_state()
+    tables = sorted(hs2.query("SHOW TABLES IN ecommerce_db"))
+    for svc in reversed(services.all_services()[:2]):
+        svc.stop()
+    assert not services.all_services()[0].healthy()
+    for svc in services.all_services()[:2]:
+        svc.start()
+    assert sorted(hs2.query("SHOW TABLES IN ecommerce_db")) == tables
+    after = table_state()
+    assert after["transactions_raw"] == before["transactions_raw"]
+    assert after["countries"] == before["countries"]

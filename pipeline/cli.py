@@ -90,6 +90,17 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _synth(args: argparse.Namespace) -> int:
+    from pipeline import synthetic
+
+    catalogue = synthetic.catalogue_from_warehouse() if args.from_warehouse else None
+    spec = synthetic.SyntheticSpec(args.start, args.end, lines_per_day=args.lines_per_day,
+                                   bad_row_share=args.bad_share, late_line_share=args.late_share, seed=args.seed)
+    totals = synthetic.generate(spec, config.warehouse().uri, catalogue)
+    log.info("synthetic feeds landed under %s/landing: %s", config.warehouse().uri, totals)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -104,6 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="tasks: one Luigi task per batch and snapshot; backfill: one Spark pass for the range "
                          "(auto: tasks up to 31 days)")
     rp.set_defaults(func=_run)
+    syn = sub.add_parser("synth", help="land synthetic feeds (Faker) for a date range")
+    syn.add_argument("--start", type=_date, required=True)
+    syn.add_argument("--end", type=_date, required=True)
+    syn.add_argument("--lines-per-day", type=int, default=2000)
+    syn.add_argument("--bad-share", type=float, default=0.01, help="share of bad rows (default 0.01)")
+    syn.add_argument("--late-share", type=float, default=0.02, help="share of lines delivered a day late")
+    syn.add_argument("--seed", type=int, default=42)
+    syn.add_argument("--from-warehouse", action="store_true",
+                     help="start from the warehouse's current products and countries (over HiveServer2)")
+    syn.set_defaults(func=_synth)
     return parser
 
 

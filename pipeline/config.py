@@ -91,6 +91,7 @@ class replay(luigi.Config):
     """The UCI Online Retail replay: source files and the default demo window."""
 
     source_dir = luigi.Parameter(default="data/online-retail/by-day")
+    enabled = luigi.BoolParameter(default=True, description="false: the calendar is the landed feeds only")
     demo_start = luigi.DateParameter()
     demo_end = luigi.DateParameter()
 

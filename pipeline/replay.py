@@ -67,6 +67,10 @@ def landing_paths(root: str, day: date) -> dict:
     }
 
 
+def landing_manifest_dir(root: str) -> str:
+    return fs.join(root, "landing", "_manifests")
+
+
 @dataclass
 class MasterState:
     """What the source system knows after a day: products and countries by key."""

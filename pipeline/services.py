@@ -180,10 +180,13 @@ def _hive_site(props: dict[str, str]) -> str:
 
 
 class Metastore(Service):
-    """Hive 2.3 metastore Thrift service from the jars inside the pyspark wheel; Derby DB under the state dir."""
+    """Hive 2.3 metastore Thrift service from the jars inside the pyspark wheel; Derby DB under the state dir.
+
+    Launched through ``pipeline.metastore_server`` so that it binds to the configured host only.
+    """
 
     def command(self):
-        java = require_java()
+        require_java()
         conf_dir = self.state_dir / "conf" / "metastore"
         conf_dir.mkdir(parents=True, exist_ok=True)
         db = self.state_dir / "metastore" / "metastore_db"
@@ -197,15 +200,16 @@ class Metastore(Service):
             "hive.async.log.enabled": "false",
             "hive.metastore.event.db.notification.api.auth": "false",
         }))
-        argv = [
-            java, "-Xmx768m",
+        java_opts = [
+            "-Xmx768m",
             "-Dlog4j2.contextSelector=org.apache.logging.log4j.core.selector.ClassLoaderContextSelector",
             f"-Dderby.stream.error.file={self.state_dir / 'logs' / 'derby.log'}",
             *_java_log_opts(self.name, self.state_dir / "logs").split(),
-            "-cp", f"{spark_home() / 'jars'}/*:{conf_dir}",
-            "org.apache.hadoop.hive.metastore.HiveMetaStore", "-p", str(self.port),
         ]
-        return argv, dict(os.environ), self.state_dir / "metastore"
+        argv = [sys.executable, "-m", "pipeline.metastore_server", "--host", self.host, "--port", str(self.port),
+                "--conf-dir", str(conf_dir), "--jars", str(spark_home() / "jars"),
+                *(f"--java-opt={opt}" for opt in java_opts)]
+        return argv, dict(os.environ, PYTHONPATH=str(config.PROJECT_ROOT)), self.state_dir / "metastore"
 
 
 class HiveServer2(Service):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+from pathlib import Path
 
 import luigi
 from luigi.tools.range import RangeDaily  # noqa: F401  (re-exported for `luigi --module ... RangeDaily`)
@@ -28,7 +29,13 @@ config.load_profile()
 
 @functools.lru_cache(maxsize=1)
 def source_days() -> tuple[dt.date, ...]:
-    return tuple(replay.trading_days(config.replay().source_path))
+    """The feed calendar: trading days of the replayed source plus any day already landed (synthetic feeds)."""
+    rp = config.replay()
+    days = set(replay.trading_days(rp.source_path)) if rp.enabled else set()
+    manifests = replay.landing_manifest_dir(config.warehouse().uri)
+    if manifests.startswith("file://"):
+        days |= {dt.date.fromisoformat(p.name[:10]) for p in Path(fs.local_path(manifests)).glob("*.json")}
+    return tuple(sorted(days))
 
 
 def previous_trading_day(day: dt.date) -> dt.date | None:
@@ -76,8 +83,8 @@ class ReplayDay(luigi.Task):
         return fs.target(replay.landing_paths(config.warehouse().uri, self.date)["manifest"])
 
     def run(self):
-        if not is_trading_day(self.date):
-            raise ValueError(f"{self.date} is not a trading day of the source data")
+        if not config.replay().source_path.joinpath(f"{self.date}.csv.gz").exists():
+            raise ValueError(f"{self.date} is not a trading day of the source data and no feed has landed for it")
         replay.replay_days(config.replay().source_path, config.warehouse().uri, [self.date],
                            config.resolve_path(config.reference().country_aliases))
 

@@ -1,4 +1,9 @@
+import json
+import os
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -6,14 +11,27 @@ from pipeline import config, services
 from pipeline.spark import MetastoreUnavailable, check_metastore
 
 
-def test_embedded_profile_resolves_every_setting(monkeypatch):
-    monkeypatch.delenv(config.PROFILE_ENV, raising=False)
-    assert config.load_profile() == "embedded"
-    assert config.warehouse().uri.startswith("file:///")
-    assert config.spark().master == "local[*]"
-    assert config.metastore().uri == "thrift://127.0.0.1:9083"
-    assert (config.hiveserver2().host, config.hiveserver2().port) == ("127.0.0.1", 10000)
-    assert config.replay().source_path.joinpath("2010-12-01.csv.gz").exists()
+def test_embedded_profile_resolves_every_setting():
+    """In a fresh process (Luigi's config is process-global) with no profile or overlay set."""
+    script = (
+        "import json\n"
+        "from pipeline import config\n"
+        "profile = config.load_profile()\n"
+        "print(json.dumps([profile, config.warehouse().uri, config.spark().master, config.metastore().uri,\n"
+        "                  config.hiveserver2().host, config.hiveserver2().port,\n"
+        "                  str(config.replay().source_path / '2010-12-01.csv.gz')]))\n"
+    )
+    env = {k: v for k, v in os.environ.items()
+           if k not in (config.PROFILE_ENV, config.OVERLAY_ENV, "ECOM_STATE_DIR", "LUIGI_CONFIG_PATH")}
+    out = subprocess.run([sys.executable, "-c", script], env=env, cwd="/", capture_output=True, text=True,
+                         check=True).stdout
+    profile, warehouse, master, metastore, host, port, sample = json.loads(out)
+    assert profile == "embedded"
+    assert warehouse == (config.PROJECT_ROOT / "var" / "warehouse").as_uri()
+    assert master == "local[*]"
+    assert metastore == "thrift://127.0.0.1:9083"
+    assert (host, port) == ("127.0.0.1", 10000)
+    assert Path(sample).exists()
 
 
 def test_unknown_profile_is_a_clear_error(monkeypatch):

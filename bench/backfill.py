@@ -1,0 +1,173 @@
+"""Full-year backfill benchmark: Spark pipeline through luigid vs a DuckDB reference, one run, same files.
+
+    python -m bench.backfill [--start 2010-12-01 --end 2011-12-09] [--mode backfill|tasks] [--keep]
+
+Starts its own metastore / HiveServer2 / luigid on spare ports with a fresh state dir, replays the real
+data, runs the ingestion, and prints wall time, tasks, rows per second and peak memory (RSS of the whole
+process tree, sampled), then a DuckDB single-process run of the equivalent transforms on the same landed
+files (parse, per-batch dedupe, foreign-key checks, SCD2 versions). Last line: one JSON summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PORTS = {"metastore": 29083, "hiveserver2": 30000, "luigid": 28082}
+
+
+def tree_rss_kib(pid: int) -> int:
+    """Resident memory of a process and all its descendants, from /proc."""
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            with open(f"/proc/{p}/status") as fh:
+                total += next((int(line.split()[1]) for line in fh if line.startswith("VmRSS:")), 0)
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as fh:
+                    stack += [int(c) for c in fh.read().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+def run_measured(cmd: list[str], env: dict) -> tuple[float, int, subprocess.CompletedProcess]:
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = [0]
+
+    def sample():
+        while proc.poll() is None:
+            peak[0] = max(peak[0], tree_rss_kib(proc.pid))
+            time.sleep(0.5)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = proc.communicate()
+    sampler.join()
+    return time.monotonic() - t0, peak[0], subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def duckdb_reference(landing: Path) -> dict:
+    """The same transforms in one DuckDB process, for a side-by-side figure."""
+    import duckdb
+
+    t0 = time.monotonic()
+    con = duckdb.connect()
+    header = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
+    con.execute(f"""
+        CREATE TABLE lines AS
+        SELECT regexp_extract(filename, '(tx_[0-9]{{8}}_[0-9]{{2}})', 1) AS batch_id, column0 AS raw_line
+        FROM read_csv('{landing}/transactions/*/*.csv', columns={{'column0': 'VARCHAR'}}, header=false,
+                      delim=chr(1), quote='', escape='', filename=true)
+        WHERE column0 <> '{header}' AND trim(column0) <> ''""")
+    con.execute("""
+        CREATE TABLE products_snap AS
+        SELECT CAST(regexp_extract(filename, '([0-9]{8})', 1) AS VARCHAR) AS d, stock_code, description,
+               TRY_CAST(unit_price AS DECIMAL(12,3)) AS unit_price
+        FROM read_csv('""" + str(landing) + """/products/*.csv', header=true, all_varchar=true, filename=true)""")
+    con.execute("""
+        CREATE TABLE countries AS SELECT DISTINCT source_country_name, country_code
+        FROM read_csv('""" + str(landing) + """/countries/*.csv', header=true, all_varchar=true)""")
+    con.execute("""
+        CREATE TABLE classified AS
+        WITH d AS (SELECT *, row_number() OVER (PARTITION BY batch_id, raw_line) > 1 AS is_dup FROM lines),
+        p AS (SELECT d.*, string_split_regex(raw_line, ',(?=(?:[^"]*"[^"]*")*[^"]*$)') AS f FROM d),
+        t AS (SELECT *, len(f) AS n, trim(f[2]) AS stock_code, TRY_CAST(f[4] AS INTEGER) AS quantity,
+                     coalesce(try_strptime(f[5], '%Y-%m-%d %H:%M:%S'), try_strptime(f[5], '%m/%d/%Y %H:%M'))
+                       AS invoice_ts,
+                     TRY_CAST(f[6] AS DECIMAL(12,3)) AS unit_price, trim(f[8]) AS country FROM p)
+        SELECT t.*, CASE WHEN is_dup THEN 'duplicate'
+                         WHEN n <> 8 OR quantity IS NULL OR invoice_ts IS NULL OR unit_price IS NULL
+                              OR c.country_code IS NULL OR k.stock_code IS NULL THEN 'quarantined'
+                         ELSE 'loaded' END AS outcome
+        FROM t LEFT JOIN countries c ON t.country = c.source_country_name
+        LEFT JOIN (SELECT DISTINCT stock_code FROM products_snap) k ON t.stock_code = k.stock_code""")
+    con.execute("""
+        CREATE TABLE products_scd2 AS
+        WITH s AS (SELECT *, md5(concat_ws('|', description, unit_price)) AS sig FROM products_snap),
+        e AS (SELECT *, lag(sig) OVER (PARTITION BY stock_code ORDER BY d) AS prev FROM s)
+        SELECT stock_code, description, unit_price, d AS valid_from,
+               lead(d) OVER (PARTITION BY stock_code ORDER BY d) AS valid_to
+        FROM e WHERE prev IS DISTINCT FROM sig""")
+    out = Path(tempfile.mkdtemp(prefix="duckdb-bench-"))
+    con.execute(f"COPY (SELECT * FROM classified WHERE outcome = 'loaded') TO '{out}/tx' "
+                "(FORMAT parquet, PARTITION_BY (batch_id))")
+    counts = dict(con.execute("SELECT outcome, count(*) FROM classified GROUP BY 1").fetchall())
+    versions = con.execute("SELECT count(*) FROM products_scd2").fetchone()[0]
+    shutil.rmtree(out)
+    return {"wall_s": round(time.monotonic() - t0, 2), "outcomes": counts, "product_versions": versions}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--start", default="2010-12-01")
+    parser.add_argument("--end", default="2011-12-09")
+    parser.add_argument("--mode", choices=["backfill", "tasks"], default="backfill")
+    parser.add_argument("--keep", action="store_true", help="keep the state dir and services")
+    args = parser.parse_args(argv)
+
+    state = Path(tempfile.mkdtemp(prefix="ecom-bench-", dir=ROOT / "var" if (ROOT / "var").exists() else None))
+    overlay = state / "bench.cfg"
+    overlay.write_text(
+        f"[state]\ndir = {state}\n[metastore]\nuri = thrift://127.0.0.1:{PORTS['metastore']}\n"
+        f"[hiveserver2]\nport = {PORTS['hiveserver2']}\n[scheduler_ui]\nport = {PORTS['luigid']}\n"
+        f"[core]\ndefault_scheduler_port = {PORTS['luigid']}\n"
+    )
+    env = dict(os.environ, ECOM_CONFIG_OVERLAY=str(overlay))
+    os.environ.update(env)
+    from pipeline import config, hs2, services
+
+    config.load_profile()
+    t0 = time.monotonic()
+    services.start_all()
+    services_s = time.monotonic() - t0
+    if args.mode == "backfill":
+        task = ["IngestBackfill", "--start", args.start, "--end", args.end]
+    else:
+        stop = (dt.date.fromisoformat(args.end) + dt.timedelta(days=1)).isoformat()
+        task = ["RangeDaily", "--of", "IngestDay", "--start", args.start, "--stop", stop]
+    cmd = [sys.executable, "-m", "luigi", "--module", "pipeline.tasks.ingest", *task, "--workers", "1"]
+    wall, peak_kib, proc = run_measured(cmd, env)
+    ok = proc.returncode == 0 and "This progress looks :)" in proc.stdout + proc.stderr
+    received, loaded, quarantined, dups, batches = hs2.query(
+        "SELECT sum(rows_received), sum(rows_loaded), sum(rows_quarantined), sum(rows_duplicate), count(*) "
+        "FROM ecommerce_db.batch_audit WHERE feed = 'transactions'")[0]
+    markers = sum(1 for p in (state / "warehouse" / "_markers").rglob("*.json"))
+    luigi_tasks = proc.stderr.count(" done      ")
+    reference = duckdb_reference(state / "warehouse" / "landing")
+    summary = {
+        "ok": ok, "mode": args.mode, "range": [args.start, args.end],
+        "services_start_s": round(services_s, 1), "pipeline_wall_s": round(wall, 1),
+        "luigi_tasks_run": luigi_tasks, "markers_written": markers, "transaction_batches": batches,
+        "rows_received": received, "rows_loaded": loaded, "rows_quarantined": quarantined, "rows_duplicate": dups,
+        "rows_per_s": round(received / wall) if wall else None, "peak_rss_mib": round(peak_kib / 1024),
+        "duckdb_reference": reference,
+        "spark_vs_duckdb_wall_ratio": round(wall / reference["wall_s"], 1) if reference["wall_s"] else None,
+    }
+    print(f"pipeline ({args.mode}, through luigid): {wall:.1f} s wall, {luigi_tasks} Luigi tasks, "
+          f"{markers} markers, {received:,} rows received ({summary['rows_per_s']:,} rows/s), "
+          f"peak RSS {summary['peak_rss_mib']} MiB")
+    print(f"duckdb reference (same transforms, one process): {reference['wall_s']} s, {reference['outcomes']}")
+    print(json.dumps(summary))
+    if not args.keep:
+        services.stop_all()
+        shutil.rmtree(state, ignore_errors=True)
+    if not ok:
+        print(proc.stderr[-3000:], file=sys.stderr)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

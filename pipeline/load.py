@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import io
 import logging
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pipeline import config, fs
+from pipeline import config
 from pipeline import warehouse as wh
 from pipeline.replay import HEADER
 from pipeline.transforms import masters, transactions
@@ -149,11 +148,22 @@ def _snapshot_counts(df: DataFrame, key: str) -> dict[dt.date, dict]:
             for r in rows}
 
 
+def pending_snapshots(spark: SparkSession, feed: str, batches: list[Batch]) -> list[Batch]:
+    """The snapshots not applied yet, in date order; an older one than the latest applied is refused."""
+    todo = masters.plan_snapshots(applied_snapshots(spark, feed), [b.window_start.date() for b in batches])
+    by_date = {b.window_start.date(): b for b in batches}
+    return [by_date[d] for d in todo]
+
+
+def _audit_snapshots(spark: SparkSession, batches: list[Batch], counts: dict, started) -> dict[str, dict]:
+    by_id = {b.batch_id: counts[b.window_start.date()] for b in batches}
+    upsert_audit(spark, audit_rows(spark, batches, by_id, started))
+    return by_id
+
+
 def load_product_snapshots(spark: SparkSession, batches: list[Batch]) -> dict[str, dict]:
     """Apply daily products snapshots to ``products`` (SCD2); already applied dates are skipped."""
-    todo = set(masters.plan_snapshots(applied_snapshots(spark, "products"),
-                                      [b.window_start.date() for b in batches]))
-    batches = [b for b in batches if b.window_start.date() in todo]
+    batches = pending_snapshots(spark, "products", batches)
     if not batches:
         return {}
     started = _now()
@@ -174,16 +184,12 @@ def load_product_snapshots(spark: SparkSession, batches: list[Batch]) -> dict[st
     new_table = masters.apply_product_snapshots(wh.read(spark, "products"), snapshot)
     wh.replace_table(spark, new_table.repartition(1), "products")
     snaps.unpersist()
-    by_id = {b.batch_id: counts[b.window_start.date()] for b in batches}
-    upsert_audit(spark, audit_rows(spark, batches, by_id, started))
-    return by_id
+    return _audit_snapshots(spark, batches, counts, started)
 
 
 def load_country_snapshots(spark: SparkSession, batches: list[Batch]) -> dict[str, dict]:
     """Apply daily countries snapshots to ``countries`` (SCD0); ignored changes become warnings."""
-    todo = set(masters.plan_snapshots(applied_snapshots(spark, "countries"),
-                                      [b.window_start.date() for b in batches]))
-    batches = [b for b in batches if b.window_start.date() in todo]
+    batches = pending_snapshots(spark, "countries", batches)
     if not batches:
         return {}
     started = _now()
@@ -203,9 +209,7 @@ def load_country_snapshots(spark: SparkSession, batches: list[Batch]) -> dict[st
         wh.replace_table(spark, merged.coalesce(1), "master_data_warnings")
     wh.replace_table(spark, table.coalesce(1), "countries")
     raw.unpersist()
-    by_id = {b.batch_id: counts[b.window_start.date()] for b in batches}
-    upsert_audit(spark, audit_rows(spark, batches, by_id, started))
-    return by_id
+    return _audit_snapshots(spark, batches, counts, started)
 
 
 def retry_quarantine(spark: SparkSession, retry_date: dt.date) -> dict[str, int]:
@@ -263,7 +267,3 @@ def retry_quarantine(spark: SparkSession, retry_date: dt.date) -> dict[str, int]
     classified.unpersist()
     pending.unpersist()
     return {"retried": retried, "released": sum(released_counts.values())}
-
-
-def read_csv_text(uri: str) -> list[dict]:
-    return list(csv.DictReader(io.StringIO(fs.read_text(uri))))

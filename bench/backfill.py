@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     overlay.write_text(
         f"[state]\ndir = {state}\n[metastore]\nuri = thrift://127.0.0.1:{PORTS['metastore']}\n"
         f"[hiveserver2]\nport = {PORTS['hiveserver2']}\n[scheduler_ui]\nport = {PORTS['luigid']}\n"
-        f"[core]\ndefault_scheduler_port = {PORTS['luigid']}\n"
+        f"[core]\nscheduler_port = {PORTS['luigid']}\n"
     )
     env = dict(os.environ, ECOM_CONFIG_OVERLAY=str(overlay))
     os.environ.update(env)

@@ -23,7 +23,7 @@ def stack(tmp_path_factory):
         f"[metastore]\nuri = thrift://127.0.0.1:{PORTS['metastore']}\n"
         f"[hiveserver2]\nport = {PORTS['hiveserver2']}\n"
         f"[scheduler_ui]\nport = {PORTS['luigid']}\n"
-        f"[core]\ndefault_scheduler_port = {PORTS['luigid']}\n"
+        f"[core]\nscheduler_port = {PORTS['luigid']}\n"
         "[spark]\nmaster = local[2]\n"
     )
     os.environ[config.OVERLAY_ENV] = str(overlay)

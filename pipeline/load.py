@@ -97,6 +97,10 @@ def _masters_for_fk(spark: SparkSession) -> tuple[DataFrame, DataFrame]:
     return wh.read(spark, "products").select("stock_code"), wh.read(spark, "countries")
 
 
+def publish_invoice_dates(spark: SparkSession, dates: DataFrame, batch_ids: list[str]) -> None:
+    wh.replace_partitions(spark, dates.coalesce(1), "batch_invoice_dates", "batch_id", batch_ids)
+
+
 def load_transaction_batches(spark: SparkSession, batches: list[Batch]) -> dict[str, dict]:
     """Load transaction batches into ``transactions_raw`` (partition per batch), quarantine and audit."""
     if not batches:
@@ -120,6 +124,7 @@ def load_transaction_batches(spark: SparkSession, batches: list[Batch]) -> dict[
             counts[r.batch_id]["rows_released"] = r.rows_released
     loaded = transactions.loaded_rows(classified).withColumn("ingested_at", F.lit(started))
     wh.replace_partitions(spark, loaded.repartition("batch_id"), "transactions_raw", "batch_id", ids)
+    publish_invoice_dates(spark, transactions.invoice_dates(loaded), ids)
     new_quarantine = transactions.quarantined_rows(classified)
     if any(c["rows_quarantined"] for c in counts.values()) or not previous.isEmpty():
         merged = transactions.merge_quarantine(wh.read(spark, "transactions_quarantine"), new_quarantine, ids,
@@ -238,8 +243,10 @@ def retry_quarantine(spark: SparkSession, retry_date: dt.date) -> dict[str, int]
         ids = sorted(released_counts)
         current = wh.read(spark, "transactions_raw").where(F.col("batch_id").isin(ids))
         new_rows = transactions.loaded_rows(released).withColumn("ingested_at", F.lit(now))
-        wh.replace_partitions(spark, current.unionByName(new_rows).repartition("batch_id"),
-                              "transactions_raw", "batch_id", ids)
+        merged = current.unionByName(new_rows)
+        wh.replace_partitions(spark, merged.repartition("batch_id"), "transactions_raw", "batch_id", ids)
+        publish_invoice_dates(spark, transactions.invoice_dates(wh.read(spark, "transactions_raw")
+                                                                .where(F.col("batch_id").isin(ids))), ids)
     outcome = classified.select("batch_id", "raw_line", F.col("outcome").alias("_outcome"),
                                 F.col("reason_code").alias("_reason"), F.col("reason_detail").alias("_detail"))
     updated = quarantine.join(outcome, ["batch_id", "raw_line"], "left").select(

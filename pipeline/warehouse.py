@@ -55,6 +55,11 @@ TABLES: dict[str, dict] = {
             rows_duplicate BIGINT, rows_released BIGINT, status STRING, started_at TIMESTAMP,
             finished_at TIMESTAMP""",
     },
+    "batch_invoice_dates": {
+        "grain": "one row per transaction batch and invoice date it carries lines for (late lines included)",
+        "columns": "invoice_date DATE, rows_loaded BIGINT",
+        "partition": "batch_id STRING",
+    },
     "master_data_warnings": {
         "grain": "one row per ignored master-data change (snapshot date, feed, key, attribute)",
         "columns": """snapshot_date DATE, feed STRING, key STRING, attribute STRING, kept_value STRING,
@@ -63,34 +68,44 @@ TABLES: dict[str, dict] = {
 }
 
 
+SCHEMAS: dict[str, dict[str, dict]] = {DB: TABLES}
+
+
+def _split(table: str) -> tuple[str, str]:
+    """``db.table`` or a bare ``table`` of ``ecommerce_db``."""
+    db, _, tbl = table.rpartition(".")
+    return db or DB, tbl
+
+
 def name(table: str) -> str:
-    return f"{DB}.{table}"
+    return ".".join(_split(table))
 
 
-def db_location() -> str:
-    return fs.join(config.warehouse().uri, f"{DB}.db")
+def db_location(db: str = DB) -> str:
+    return fs.join(config.warehouse().uri, f"{db}.db")
 
 
 def table_root(table: str) -> str:
-    return fs.join(db_location(), table)
+    db, tbl = _split(table)
+    return fs.join(db_location(db), tbl)
 
 
 def new_version() -> str:
     return f"v{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}_{uuid.uuid4().hex[:6]}"
 
 
-def ensure_schema(spark: SparkSession) -> None:
-    """Create the database and every table if missing (idempotent)."""
-    spark.sql(f"CREATE DATABASE IF NOT EXISTS {DB} LOCATION '{db_location()}'")
-    existing = {r.tableName for r in spark.sql(f"SHOW TABLES IN {DB}").collect()}
-    for table, spec in TABLES.items():
+def ensure_schema(spark: SparkSession, db: str = DB) -> None:
+    """Create a database of ``SCHEMAS`` and every table of it if missing (idempotent)."""
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {db} LOCATION '{db_location(db)}'")
+    existing = {r.tableName for r in spark.sql(f"SHOW TABLES IN {db}").collect()}
+    for table, spec in SCHEMAS[db].items():
         if table in existing:
             continue
         partition = f"PARTITIONED BY ({spec['partition']})" if "partition" in spec else ""
-        root = table_root(table)
+        root = table_root(f"{db}.{table}")
         location = root if "partition" in spec else fs.join(root, "v00000000_initial")
         spark.sql(
-            f"CREATE TABLE IF NOT EXISTS {name(table)} ({spec['columns']}) COMMENT 'grain: {spec['grain']}' "
+            f"CREATE TABLE IF NOT EXISTS {db}.{table} ({spec['columns']}) COMMENT 'grain: {spec['grain']}' "
             f"{partition} STORED AS PARQUET LOCATION '{location}'"
         )
 

@@ -177,6 +177,12 @@ def batch_counts(classified: DataFrame) -> DataFrame:
     )
 
 
+def invoice_dates(loaded: DataFrame) -> DataFrame:
+    """Per batch, the invoice dates its loaded lines carry: lets later phases rebuild exactly those dates."""
+    return loaded.groupBy("batch_id", F.to_date("invoice_ts").alias("invoice_date")).agg(
+        F.count(F.lit(1)).alias("rows_loaded"))
+
+
 def merge_quarantine(existing: DataFrame, new_rows: DataFrame, batch_ids: list[str], now: Column) -> DataFrame:
     """Replace the open quarantine rows of reloaded batches, keeping first_seen_at and attempts of known lines.
 

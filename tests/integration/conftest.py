@@ -1,6 +1,7 @@
 """Real embedded services on test ports with a throwaway state dir, shared by the integration tests."""
 
 import configparser
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -8,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import config, services
+from pipeline import config, replay, services
+from tests.integration.realdata import ATLANTIS_LINE, BAD_DATE_LINE, DAYS, INJECTED
 
 ROOT = config.PROJECT_ROOT
 PORTS = {"metastore": 19083, "hiveserver2": 20000, "luigid": 18082}
@@ -34,9 +36,22 @@ def stack(tmp_path_factory):
     services.stop_all()
 
 
-def run_luigi(*args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+@pytest.fixture(scope="session")
+def ingested(stack):
+    run_luigi("ReplayDay", "--date", str(DAYS[1]))
+    path = warehouse_path(replay.landing_paths(stack["warehouse"], DAYS[1])["transactions"][0])
+    with open(path, "a") as fh:
+        fh.write("\n".join([INJECTED, INJECTED, BAD_DATE_LINE, ATLANTIS_LINE]) + "\n")
+    run_luigi("RangeDaily", "--of", "IngestDay", "--start", str(DAYS[0]), "--stop", str(DAYS[-1] + dt.timedelta(1)))
+    return stack
+
+
+
+
+def run_luigi(*args: str, check: bool = True, env: dict | None = None,
+              module: str = "pipeline.tasks.ingest") -> subprocess.CompletedProcess:
     """Run a Luigi command line against the test luigid, as a data engineer would."""
-    cmd = [sys.executable, "-m", "luigi", "--module", "pipeline.tasks.ingest", *args,
+    cmd = [sys.executable, "-m", "luigi", "--module", module, *args,
            "--scheduler-port", str(PORTS["luigid"])]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200, env=env)
     if check and (proc.returncode != 0 or "This progress looks :)" not in proc.stdout + proc.stderr):

@@ -3,10 +3,7 @@
 Expected values are computed here, independently of the pipeline, from the gzipped source files.
 """
 
-import csv
 import datetime as dt
-import gzip
-import io
 import sqlite3
 import subprocess
 import sys
@@ -16,62 +13,20 @@ from collections import Counter
 
 import pytest
 
-from pipeline import config, hs2, replay, services
+from pipeline import hs2, services
 from tests.integration.conftest import ROOT, overlay_env, run_luigi, warehouse_path
+from tests.integration.realdata import (
+    ATLANTIS_LINE,
+    BAD_DATE_LINE,
+    DAYS,
+    INJECTED,
+    NEW_CODE,
+    expected_batches,
+    fields,
+    source_lines,
+)
 
 pytestmark = pytest.mark.integration
-
-DAYS = [dt.date(2010, 12, 1), dt.date(2010, 12, 2)]
-BAD_DATE_LINE = "536999,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,31/12/2010 25:00,2.55,17850.0,United Kingdom"
-ATLANTIS_LINE = "536998,85123A,WHITE HANGING HEART T-LIGHT HOLDER,1,2010-12-02 03:05:00,2.55,,Atlantis"
-
-
-def source_lines(day):
-    with gzip.open(config.replay().source_path / f"{day}.csv.gz", "rt", newline="") as fh:
-        return [ln for ln in fh.read().splitlines()[1:] if ln]
-
-
-def fields(line):
-    return next(csv.reader([line]))
-
-
-def new_code_line():
-    """A real 2010-12-02 line whose stock code the source had never shown on 2010-12-01, moved to 03:10."""
-    before = {fields(ln)[1] for ln in source_lines(DAYS[0])}
-    line = next(ln for ln in source_lines(DAYS[1]) if fields(ln)[1] not in before)
-    f = fields(line)
-    f[4] = "2010-12-02 03:10:00"
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="").writerow(f)
-    return buf.getvalue(), f[1]
-
-
-INJECTED, NEW_CODE = new_code_line()
-
-
-def expected_batches():
-    """batch_id -> (received, duplicates) from the source files plus the lines this test injects."""
-    out = {}
-    for day in DAYS:
-        windows = {w: [] for w in replay.WINDOW_HOURS}
-        for ln in source_lines(day):
-            windows[int(fields(ln)[4][11:13]) // 4 * 4].append(ln)
-        if day == DAYS[1]:
-            windows[0] += [INJECTED, INJECTED, BAD_DATE_LINE, ATLANTIS_LINE]
-        for w, lines in windows.items():
-            out[replay.batch_id(day, w)] = (len(lines), len(lines) - len(set(lines)))
-    return out
-
-
-@pytest.fixture(scope="module")
-def ingested(stack):
-    run_luigi("ReplayDay", "--date", str(DAYS[1]))
-    path = warehouse_path(replay.landing_paths(stack["warehouse"], DAYS[1])["transactions"][0])
-    with open(path, "a") as fh:
-        fh.write("\n".join([INJECTED, INJECTED, BAD_DATE_LINE, ATLANTIS_LINE]) + "\n")
-    run_luigi("RangeDaily", "--of", "IngestDay", "--start", str(DAYS[0]), "--stop", str(DAYS[-1] + dt.timedelta(1)))
-    return stack
-
 
 def audit():
     rows = hs2.query("SELECT batch_id, rows_received, rows_loaded, rows_quarantined, rows_duplicate, rows_released "
@@ -109,6 +64,14 @@ def test_quarantine_then_retry_releases_the_line_once_masters_know_it(ingested):
     loaded = hs2.query("SELECT stock_code, quantity FROM ecommerce_db.transactions_raw "
                        "WHERE batch_id = 'tx_20101202_00'")
     assert [r[0] for r in loaded] == [NEW_CODE]
+
+
+def test_invoice_date_index_covers_every_loaded_line(ingested):
+    index = hs2.query("SELECT batch_id, invoice_date, rows_loaded FROM ecommerce_db.batch_invoice_dates")
+    raw = hs2.query("SELECT batch_id, to_date(invoice_ts), count(*) FROM ecommerce_db.transactions_raw "
+                    "GROUP BY batch_id, to_date(invoice_ts)")
+    assert sorted(index) == sorted(raw)
+    assert ("tx_20101202_00", "2010-12-02", 1) in index  # the released line (PyHive returns DATE as text)
 
 
 def test_products_scd2_invariants(ingested):

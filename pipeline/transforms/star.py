@@ -1,0 +1,183 @@
+"""Kimball star schema of ``ecommerce_dw`` (pure transforms; work in progress for the marts issue).
+
+Surrogate keys are stable hashes of natural keys (products: of code and version start), so rebuilding a
+dimension gives the same keys and facts can be keyed without a lookup; ``-1`` is the unknown member of
+every dimension (guest lines, the ``Unspecified`` country, a product with no version in force).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+UNKNOWN_KEY = -1
+UNSPECIFIED_COUNTRY = "XX"
+LOW_DATE = dt.date(1900, 1, 1)
+HIGH_DATE = dt.date(9999, 12, 31)
+AMOUNT_TYPE = "decimal(18,3)"
+
+
+def stable_key(*cols: str | Column) -> Column:
+    """A non-negative bigint hash of natural-key columns (never -1)."""
+    return F.pmod(F.xxhash64(*[F.col(c) if isinstance(c, str) else c for c in cols]), F.lit(2**62)).cast("bigint")
+
+
+def with_unknown_member(dim: DataFrame, row: tuple) -> DataFrame:
+    """``dim`` plus its unknown member row (every column nullable, so the member may leave fields empty)."""
+    schema = T.StructType([T.StructField(f.name, f.dataType, True) for f in dim.schema])
+    return dim.unionByName(dim.sparkSession.createDataFrame([row], schema))
+
+
+def dim_date(calendar: DataFrame, bank_holidays: DataFrame) -> DataFrame:
+    """One row per calendar day (``calendar.date``) with UK (England) bank holidays, plus the unknown member.
+
+    ``bank_holidays``: ``date, holiday_name``. ``day_of_week`` is ISO: 1 = Monday .. 7 = Sunday.
+    """
+    dow = F.weekday("date") + 1
+    days = calendar.join(bank_holidays, "date", "left").select(
+        (F.year("date") * 10000 + F.month("date") * 100 + F.dayofmonth("date")).cast("int").alias("date_key"),
+        "date",
+        dow.alias("day_of_week"),
+        F.date_format("date", "EEEE").alias("day_name"),
+        (dow >= 6).alias("is_weekend"),
+        F.weekofyear("date").alias("iso_week"),
+        F.month("date").alias("month"),
+        F.date_format("date", "MMMM").alias("month_name"),
+        F.quarter("date").alias("quarter"),
+        F.year("date").alias("year"),
+        F.col("holiday_name").isNotNull().alias("is_uk_bank_holiday"),
+        F.col("holiday_name").alias("bank_holiday_name"),
+    )
+    return with_unknown_member(days, (UNKNOWN_KEY, None, None, "Unknown", False, None, None, "Unknown", None, None,
+                                      False, None))
+
+
+def non_product_flag(stock_code: str, patterns: list[str]) -> Column:
+    flag = F.lit(False)
+    for pattern in patterns:
+        flag = flag | F.col(stock_code).like(pattern)
+    return F.coalesce(flag, F.lit(False))
+
+
+def dim_product(products: DataFrame, non_product_patterns: list[str]) -> DataFrame:
+    """SCD2 product dimension from ``ecommerce_db.products``: one row per code version, plus the unknown member."""
+    versions = products.select(
+        "product_key", "stock_code", "description", "unit_price", "valid_from", "valid_to", "is_current",
+        (~non_product_flag("stock_code", non_product_patterns)).alias("is_merchandise"),
+    )
+    return with_unknown_member(versions, (UNKNOWN_KEY, "UNKNOWN", "Unknown product", None, LOW_DATE, HIGH_DATE,
+                                          True, False))
+
+
+def dim_country(countries: DataFrame) -> DataFrame:
+    """SCD0 country dimension: one row per country code; ``Unspecified`` (XX) is the unknown member -1."""
+    known = countries.where(F.col("country_code") != UNSPECIFIED_COUNTRY).select(
+        stable_key("country_code").alias("country_key"), "country_code", "iso3", "country_name", "region",
+        "continent",
+    )
+    return with_unknown_member(known, (UNKNOWN_KEY, UNSPECIFIED_COUNTRY, "XXX", "Unspecified", "Unknown", "Unknown"))
+
+
+def country_key(country_code: str) -> Column:
+    return (F.when(F.col(country_code).isNull() | (F.col(country_code) == UNSPECIFIED_COUNTRY), F.lit(UNKNOWN_KEY))
+            .otherwise(stable_key(country_code)))
+
+
+def customer_key(customer_id: str) -> Column:
+    return F.when(F.col(customer_id).isNull(), F.lit(UNKNOWN_KEY)).otherwise(stable_key(customer_id))
+
+
+def customer_orders_by_day(lines: DataFrame) -> DataFrame:
+    """Per known customer, invoice date and country: distinct non-cancelled invoices (orders)."""
+    known = lines.where(F.col("customer_id").isNotNull())
+    return known.groupBy("customer_id", F.to_date("invoice_ts").alias("invoice_date"), "country_code").agg(
+        F.count_distinct(F.when(~F.col("is_cancellation"), F.col("invoice_no"))).alias("orders"),
+        F.count(F.lit(1)).alias("lines"),
+    )
+
+
+def dim_customer(orders_by_day: DataFrame) -> DataFrame:
+    """One row per known customer: home country (most orders; ties: lowest code), first and last order dates.
+
+    Built from ``customer_orders_by_day`` rows (a customer with only cancellations still appears, with NULL
+    order dates). Plus the unknown member -1 for guest lines.
+    """
+    per_country = orders_by_day.groupBy("customer_id", "country_code").agg(F.sum("orders").alias("orders"),
+                                                                          F.sum("lines").alias("lines"))
+    rank = Window.partitionBy("customer_id").orderBy(F.desc("orders"), F.desc("lines"), "country_code")
+    home = per_country.withColumn("_rn", F.row_number().over(rank)).where("_rn = 1").select(
+        "customer_id", F.col("country_code").alias("home_country_code"))
+    dates = orders_by_day.groupBy("customer_id").agg(
+        F.min(F.when(F.col("orders") > 0, F.col("invoice_date"))).alias("first_order_date"),
+        F.max(F.when(F.col("orders") > 0, F.col("invoice_date"))).alias("last_order_date"),
+    )
+    customers = home.join(dates, "customer_id").select(
+        customer_key("customer_id").alias("customer_key"), "customer_id", "home_country_code",
+        country_key("home_country_code").alias("home_country_key"), "first_order_date", "last_order_date",
+    )
+    return with_unknown_member(customers, (UNKNOWN_KEY, None, UNSPECIFIED_COUNTRY, UNKNOWN_KEY, None, None))
+
+
+def fact_sales(lines: DataFrame, dim_product_df: DataFrame) -> DataFrame:
+    """One row per loaded invoice line, with the product version in force on the invoice date.
+
+    ``lines``: rows of ``ecommerce_db.transactions_raw``. The product key is the version with
+    ``valid_from <= invoice date < valid_to`` (-1 when none is in force); country and customer keys are
+    the stable hashes their dimensions use (-1 for ``Unspecified`` and guests).
+    """
+    versions = dim_product_df.where(F.col("product_key") != UNKNOWN_KEY).select(
+        F.col("stock_code").alias("_code"), F.col("product_key"), F.col("valid_from").alias("_from"),
+        F.col("valid_to").alias("_to"), F.col("unit_price").alias("list_unit_price"), "is_merchandise",
+    )
+    dated = lines.withColumn("invoice_date", F.to_date("invoice_ts"))
+    joined = dated.join(
+        F.broadcast(versions),
+        (dated["stock_code"] == versions["_code"]) & (versions["_from"] <= dated["invoice_date"])
+        & (dated["invoice_date"] < versions["_to"]),
+        "left",
+    )
+    return joined.select(
+        (F.year("invoice_date") * 10000 + F.month("invoice_date") * 100 + F.dayofmonth("invoice_date"))
+        .cast("int").alias("date_key"),
+        F.coalesce("product_key", F.lit(UNKNOWN_KEY)).alias("product_key"),
+        country_key("country_code").alias("country_key"),
+        customer_key("customer_id").alias("customer_key"),
+        "invoice_no", "stock_code", "invoice_ts", "quantity",
+        F.col("unit_price").alias("unit_price_paid"),
+        (F.col("quantity") * F.col("unit_price")).cast(AMOUNT_TYPE).alias("line_amount"),
+        "list_unit_price", "is_cancellation",
+        F.coalesce("is_merchandise", ~F.col("is_non_product")).alias("is_merchandise"),
+        "batch_id", "invoice_date",
+    )
+
+
+def mart_daily_sales(fact: DataFrame, dim_country_df: DataFrame) -> DataFrame:
+    """One row per invoice date and country.
+
+    ``orders``: distinct non-cancelled invoices; ``lines``: all fact lines; ``units``: quantity of
+    non-cancelled lines with quantity > 0; ``gross_revenue``: their ``line_amount``; ``returns_amount``:
+    ``line_amount`` of cancellation lines, as a positive number; ``net_revenue = gross - returns``;
+    ``customers``: distinct known customers; ``avg_order_value = gross_revenue / orders``.
+    """
+    sale = ~F.col("is_cancellation") & (F.col("quantity") > 0)
+    daily = fact.groupBy("invoice_date", "country_key").agg(
+        F.count_distinct(F.when(~F.col("is_cancellation"), F.col("invoice_no"))).alias("orders"),
+        F.count(F.lit(1)).alias("lines"),
+        F.coalesce(F.sum(F.when(sale, F.col("quantity"))), F.lit(0)).cast("bigint").alias("units"),
+        F.coalesce(F.sum(F.when(sale, F.col("line_amount"))), F.lit(0)).cast(AMOUNT_TYPE).alias("gross_revenue"),
+        F.coalesce(F.sum(F.when(F.col("is_cancellation"), -F.col("line_amount"))), F.lit(0))
+        .cast(AMOUNT_TYPE).alias("returns_amount"),
+        F.count_distinct(F.when(F.col("customer_key") != UNKNOWN_KEY, F.col("customer_key"))).alias("customers"),
+    )
+    return daily.join(dim_country_df.select("country_key", "country_code", "country_name"), "country_key", "left") \
+        .select(
+            "invoice_date", "country_key", "country_code", "country_name", "orders", "lines", "units",
+            "gross_revenue", "returns_amount",
+            (F.col("gross_revenue") - F.col("returns_amount")).cast(AMOUNT_TYPE).alias("net_revenue"),
+            "customers",
+            F.when(F.col("orders") > 0, (F.col("gross_revenue") / F.col("orders")).cast(AMOUNT_TYPE))
+            .alias("avg_order_value"),
+        )

@@ -1,0 +1,120 @@
+"""Star schema transforms on hand-built rows; every expected value is worked out by hand here."""
+
+import datetime as dt
+from decimal import Decimal as D
+
+import pytest
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from pipeline.transforms import star
+
+HIGH = dt.date(9999, 12, 31)
+RAW = ("invoice_no STRING, stock_code STRING, description STRING, quantity INT, invoice_ts TIMESTAMP, "
+       "unit_price DECIMAL(12,3), customer_id INT, country_name STRING, country_code STRING, "
+       "is_cancellation BOOLEAN, is_negative_quantity BOOLEAN, is_nonpositive_price BOOLEAN, "
+       "is_non_product BOOLEAN, source_file STRING, ingested_at TIMESTAMP, batch_id STRING")
+PRODUCTS = ("product_key BIGINT, stock_code STRING, description STRING, unit_price DECIMAL(12,3), "
+            "valid_from DATE, valid_to DATE, is_current BOOLEAN")
+
+
+def raw(invoice, code, qty, ts, price, customer, country="GB"):
+    return (invoice, code, "X", qty, ts, D(price), customer, "n", country, invoice.startswith("C"), qty < 0,
+            D(price) <= 0, code == "POST", "f.csv", dt.datetime(2026, 1, 1), "tx")
+
+
+def test_dim_date_calendar_attributes_and_bank_holidays(spark):
+    calendar = spark.createDataFrame([(dt.date(2010, 12, 24),), (dt.date(2010, 12, 25),), (dt.date(2010, 12, 27),)],
+                                     "date DATE")
+    holidays = spark.createDataFrame([(dt.date(2010, 12, 27), "Christmas Day (observed)")],
+                                     "date DATE, holiday_name STRING")
+    rows = {r.date_key: r for r in star.dim_date(calendar, holidays).collect()}
+    assert sorted(rows) == [-1, 20101224, 20101225, 20101227]
+    fri, sat, mon = rows[20101224], rows[20101225], rows[20101227]
+    assert (fri.day_of_week, fri.day_name, fri.is_weekend, fri.is_uk_bank_holiday) == (5, "Friday", False, False)
+    assert (sat.day_of_week, sat.is_weekend) == (6, True)
+    assert (mon.day_of_week, mon.is_uk_bank_holiday, mon.bank_holiday_name) == (1, True, "Christmas Day (observed)")
+    assert (mon.iso_week, mon.month, mon.month_name, mon.quarter, mon.year) == (52, 12, "December", 4, 2010)
+
+
+@pytest.fixture
+def products(spark):
+    return spark.createDataFrame([
+        (1, "A", "LANTERN", D("2.550"), dt.date(2010, 12, 1), dt.date(2010, 12, 3), False),
+        (2, "A", "LANTERN", D("2.950"), dt.date(2010, 12, 3), HIGH, True),
+        (3, "POST", "POSTAGE", D("18.000"), dt.date(2010, 12, 1), HIGH, True),
+    ], PRODUCTS)
+
+
+def test_dim_product_flags_merchandise_and_adds_the_unknown_member(spark, products):
+    dim = {r.product_key: r for r in star.dim_product(products, ["POST", "gift_0001_%"]).collect()}
+    assert (dim[1].is_merchandise, dim[3].is_merchandise) == (True, False)
+    assert (dim[-1].stock_code, dim[-1].is_merchandise, dim[-1].valid_to) == ("UNKNOWN", False, HIGH)
+
+
+@pytest.mark.parametrize(
+    "ts, expected_key, expected_list_price",
+    [
+        (dt.datetime(2010, 12, 2, 9, 0), 1, D("2.550")),   # before the price change
+        (dt.datetime(2010, 12, 3, 0, 5), 2, D("2.950")),   # on the day the new version starts
+        (dt.datetime(2010, 11, 30, 9, 0), -1, None),       # before any version: unknown member
+    ],
+)
+def test_fact_sales_picks_the_product_version_in_force(spark, products, ts, expected_key, expected_list_price):
+    lines = spark.createDataFrame([raw("536365", "A", 6, ts, "2.55", 17850)], RAW)
+    row = star.fact_sales(lines, star.dim_product(products, ["POST"])).collect()[0]
+    assert (row.product_key, row.list_unit_price) == (expected_key, expected_list_price)
+    assert row.line_amount == D("15.300")
+    assert row.date_key == ts.year * 10000 + ts.month * 100 + ts.day
+
+
+def test_fact_sales_unknown_members_for_guests_and_unspecified_country(spark, products):
+    lines = spark.createDataFrame([raw("536366", "A", 2, dt.datetime(2010, 12, 2, 9), "2.55", None, "XX"),
+                                   raw("536367", "A", 2, dt.datetime(2010, 12, 2, 9), "2.55", 17850, "GB")], RAW)
+    rows = star.fact_sales(lines, star.dim_product(products, ["POST"])).orderBy("invoice_no").collect()
+    assert (rows[0].customer_key, rows[0].country_key) == (-1, -1)
+    assert rows[1].customer_key > 0 and rows[1].country_key > 0
+
+
+def test_dim_customer_home_country_and_order_dates(spark):
+    lines = spark.createDataFrame([
+        raw("1", "A", 1, dt.datetime(2010, 12, 1, 9), "1", 100, "GB"),
+        raw("1", "B", 1, dt.datetime(2010, 12, 1, 9), "1", 100, "GB"),
+        raw("2", "A", 1, dt.datetime(2010, 12, 5, 9), "1", 100, "GB"),
+        raw("3", "A", 1, dt.datetime(2010, 12, 7, 9), "1", 100, "FR"),
+        raw("C4", "A", -1, dt.datetime(2010, 12, 9, 9), "1", 100, "FR"),
+        raw("5", "A", 1, dt.datetime(2010, 12, 2, 9), "1", None, "GB"),
+    ], RAW)
+    dim = star.dim_customer(star.customer_orders_by_day(lines))
+    rows = {r.customer_id: r for r in dim.collect()}
+    assert set(rows) == {100, None}
+    c = rows[100]
+    assert (c.home_country_code, c.first_order_date, c.last_order_date) == ("GB", dt.date(2010, 12, 1),
+                                                                           dt.date(2010, 12, 7))
+    assert rows[None].customer_key == -1
+
+
+FACT = ("invoice_date DATE, country_key BIGINT, invoice_no STRING, quantity INT, line_amount DECIMAL(18,3), "
+        "is_cancellation BOOLEAN, customer_key BIGINT")
+
+
+def test_mart_daily_sales_definitions(spark):
+    d = dt.date(2010, 12, 1)
+    fact = spark.createDataFrame([
+        (d, 10, "1", 6, D("15.300"), False, 100),      # order 1: 6 x 2.55
+        (d, 10, "1", 2, D("6.000"), False, 100),       # order 1: 2 x 3.00
+        (d, 10, "2", 10, D("10.000"), False, -1),      # guest order: counts in revenue, not in customers
+        (d, 10, "C3", -2, D("-5.100"), True, 100),     # cancellation: a return of 5.10
+        (d, 20, "4", 1, D("5.000"), False, 200),
+    ], FACT)
+    countries = spark.createDataFrame([(10, "GB", "United Kingdom"), (20, "FR", "France")],
+                                      "country_key BIGINT, country_code STRING, country_name STRING")
+    expected = spark.createDataFrame([
+        (d, 10, "GB", "United Kingdom", 2, 4, 18, D("31.300"), D("5.100"), D("26.200"), 1, D("15.650")),
+        (d, 20, "FR", "France", 1, 1, 1, D("5.000"), D("0.000"), D("5.000"), 1, D("5.000")),
+    ], "invoice_date DATE, country_key BIGINT, country_code STRING, country_name STRING, orders BIGINT, "
+       "lines BIGINT, units BIGINT, gross_revenue DECIMAL(18,3), returns_amount DECIMAL(18,3), "
+       "net_revenue DECIMAL(18,3), customers BIGINT, avg_order_value DECIMAL(18,3)")
+    result = star.mart_daily_sales(fact, countries)
+    assertDataFrameEqual(result.select(*[F.col(c).cast(t.dataType) for c, t in
+                                         zip(expected.columns, expected.schema.fields, strict=True)]), expected)

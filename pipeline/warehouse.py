@@ -104,8 +104,9 @@ def ensure_schema(spark: SparkSession, db: str = DB) -> None:
         partition = f"PARTITIONED BY ({spec['partition']})" if "partition" in spec else ""
         root = table_root(f"{db}.{table}")
         location = root if "partition" in spec else fs.join(root, "v00000000_initial")
+        grain = spec["grain"].replace("\\", "\\\\").replace("'", "\\'")
         spark.sql(
-            f"CREATE TABLE IF NOT EXISTS {db}.{table} ({spec['columns']}) COMMENT 'grain: {spec['grain']}' "
+            f"CREATE TABLE IF NOT EXISTS {db}.{table} ({spec['columns']}) COMMENT 'grain: {grain}' "
             f"{partition} STORED AS PARQUET LOCATION '{location}'"
         )
 

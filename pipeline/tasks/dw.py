@@ -49,6 +49,16 @@ wh.SCHEMAS[DW] = {
             is_merchandise BOOLEAN, batch_id STRING""",
         "partition": "invoice_date DATE",
     },
+    "customer_orders_daily": {
+        "grain": "one row per known customer, invoice date and country (feeds dim_customer incrementally)",
+        "columns": "customer_id INT, country_code STRING, orders BIGINT, lines BIGINT",
+        "partition": "invoice_date DATE",
+    },
+    "dim_customer": {
+        "grain": "one row per known customer, plus the unknown member -1 for guests",
+        "columns": """customer_key BIGINT, customer_id INT, home_country_code STRING, home_country_key BIGINT,
+            first_order_date DATE, last_order_date DATE""",
+    },
 }
 wh.SCHEMAS[MART] = {
     "mart_daily_sales": {
@@ -57,6 +67,30 @@ wh.SCHEMAS[MART] = {
             units BIGINT, gross_revenue DECIMAL(18,3), returns_amount DECIMAL(18,3), net_revenue DECIMAL(18,3),
             customers BIGINT, avg_order_value DECIMAL(18,3)""",
         "partition": "invoice_date DATE",
+    },
+    "mart_hourly_sales": {
+        "grain": "one row per invoice date and hour of day",
+        "columns": """hour INT, orders BIGINT, lines BIGINT, units BIGINT, gross_revenue DECIMAL(18,3),
+            returns_amount DECIMAL(18,3), customers BIGINT, net_revenue DECIMAL(18,3)""",
+        "partition": "invoice_date DATE",
+    },
+    "mart_product_performance": {
+        "grain": "one row per invoice date and stock code",
+        "columns": """stock_code STRING, product_key BIGINT, description STRING, is_merchandise BOOLEAN,
+            orders BIGINT, units BIGINT, gross_revenue DECIMAL(18,3), returned_units BIGINT,
+            returns_amount DECIMAL(18,3), avg_price_paid DECIMAL(12,3), list_unit_price DECIMAL(12,3)""",
+        "partition": "invoice_date DATE",
+    },
+    "mart_customer_purchase_history": {
+        "grain": "one row per invoice line of a known customer (the purchase history the storefront reads)",
+        "columns": """customer_id INT, invoice_no STRING, invoice_ts TIMESTAMP, stock_code STRING,
+            description STRING, quantity INT, unit_price_paid DECIMAL(12,3), line_amount DECIMAL(18,3),
+            is_cancellation BOOLEAN, country_name STRING""",
+        "partition": "invoice_date DATE",
+    },
+    "marts_ready": {
+        "grain": "one row per invoice date whose marts are all published, with the moment they were",
+        "columns": "invoice_date DATE, ready_at TIMESTAMP, marts STRING",
     },
 }
 
@@ -71,6 +105,23 @@ def dw_spark():
     wh.ensure_schema(spark, DW)
     wh.ensure_schema(spark, MART)
     return spark
+
+
+def lines_for_date(spark, day: dt.date):
+    """The loaded raw lines with invoice date ``day``, read only from the batches that carry such lines."""
+    batches = [r.batch_id for r in wh.read(spark, "batch_invoice_dates")
+               .where(F.col("invoice_date") == F.lit(day)).select("batch_id").collect()]
+    lines = (wh.read(spark, "transactions_raw").where(F.col("batch_id").isin(batches))
+             .where(F.to_date("invoice_ts") == F.lit(day)))
+    return batches, lines
+
+
+def fact_for_date(spark, day: dt.date):
+    return wh.read(spark, f"{DW}.fact_sales").where(F.col("invoice_date") == F.lit(day))
+
+
+def publish_date(spark, df, table: str, day: dt.date) -> None:
+    wh.replace_partitions(spark, df.coalesce(1), table, "invoice_date", [str(day)])
 
 
 class DimDate(luigi.Task):
@@ -143,10 +194,7 @@ class FactSales(luigi.Task):
 
     def run(self):
         spark = dw_spark()
-        batches = [r.batch_id for r in wh.read(spark, "batch_invoice_dates")
-                   .where(F.col("invoice_date") == F.lit(self.date)).select("batch_id").collect()]
-        lines = (wh.read(spark, "transactions_raw").where(F.col("batch_id").isin(batches))
-                 .where(F.to_date("invoice_ts") == F.lit(self.date)))
+        batches, lines = lines_for_date(spark, self.date)
         fact = star.fact_sales(lines, wh.read(spark, f"{DW}.dim_product")).cache()
         rows, amount = fact.agg(F.count(F.lit(1)), F.sum("line_amount")).first()
         wh.replace_partitions(spark, fact.coalesce(1), f"{DW}.fact_sales", "invoice_date", [str(self.date)])
@@ -169,8 +217,129 @@ class MartDailySales(luigi.Task):
 
     def run(self):
         spark = dw_spark()
-        fact = wh.read(spark, f"{DW}.fact_sales").where(F.col("invoice_date") == F.lit(self.date))
-        mart = star.mart_daily_sales(fact, wh.read(spark, f"{DW}.dim_country"))
-        wh.replace_partitions(spark, mart.coalesce(1), f"{MART}.mart_daily_sales", "invoice_date",
-                              [str(self.date)])
+        mart = star.mart_daily_sales(fact_for_date(spark, self.date), wh.read(spark, f"{DW}.dim_country"))
+        publish_date(spark, mart, f"{MART}.mart_daily_sales", self.date)
         fs.write_json(self.output().path, {"date": self.date})
+
+
+class CustomerOrdersDaily(luigi.Task):
+    """``ecommerce_dw.customer_orders_daily`` partition of one invoice date (orders per customer and country)."""
+
+    date = luigi.DateParameter()
+    resources = {"ecommerce_db_writer": 1}
+
+    def requires(self):
+        return IngestDay(self.date)
+
+    def output(self):
+        return marker("dw", "customer_orders_daily", f"{self.date}.json")
+
+    def run(self):
+        spark = dw_spark()
+        _, lines = lines_for_date(spark, self.date)
+        publish_date(spark, star.customer_orders_by_day(lines), f"{DW}.customer_orders_daily", self.date)
+        fs.write_json(self.output().path, {"date": self.date})
+
+
+class DimCustomer(luigi.Task):
+    """``ecommerce_dw.dim_customer`` rebuilt from every day's customer orders up to the run."""
+
+    date = luigi.DateParameter()
+    resources = {"ecommerce_db_writer": 1}
+
+    def requires(self):
+        return CustomerOrdersDaily(self.date)
+
+    def output(self):
+        return marker("dw", "dim_customer", f"{self.date}.json")
+
+    def run(self):
+        spark = dw_spark()
+        dim = star.dim_customer(wh.read(spark, f"{DW}.customer_orders_daily"))
+        wh.replace_table(spark, dim.coalesce(1), f"{DW}.dim_customer")
+        fs.write_json(self.output().path, {"date": self.date})
+
+
+class MartHourlySales(luigi.Task):
+    """``ecommerce_mart.mart_hourly_sales`` partition of one invoice date."""
+
+    date = luigi.DateParameter()
+    resources = {"ecommerce_db_writer": 1}
+
+    def requires(self):
+        return FactSales(self.date)
+
+    def output(self):
+        return marker("mart", "mart_hourly_sales", f"{self.date}.json")
+
+    def run(self):
+        spark = dw_spark()
+        publish_date(spark, star.mart_hourly_sales(fact_for_date(spark, self.date)), f"{MART}.mart_hourly_sales",
+                     self.date)
+        fs.write_json(self.output().path, {"date": self.date})
+
+
+class MartProductPerformance(luigi.Task):
+    """``ecommerce_mart.mart_product_performance`` partition of one invoice date."""
+
+    date = luigi.DateParameter()
+    resources = {"ecommerce_db_writer": 1}
+
+    def requires(self):
+        return FactSales(self.date)
+
+    def output(self):
+        return marker("mart", "mart_product_performance", f"{self.date}.json")
+
+    def run(self):
+        spark = dw_spark()
+        mart = star.mart_product_performance(fact_for_date(spark, self.date), wh.read(spark, f"{DW}.dim_product"))
+        publish_date(spark, mart, f"{MART}.mart_product_performance", self.date)
+        fs.write_json(self.output().path, {"date": self.date})
+
+
+class MartCustomerPurchaseHistory(luigi.Task):
+    """``ecommerce_mart.mart_customer_purchase_history`` partition of one invoice date (shoppers' view)."""
+
+    date = luigi.DateParameter()
+    resources = {"ecommerce_db_writer": 1}
+
+    def requires(self):
+        return [FactSales(self.date), DimCustomer(self.date), DimCountry(self.date)]
+
+    def output(self):
+        return marker("mart", "mart_customer_purchase_history", f"{self.date}.json")
+
+    def run(self):
+        spark = dw_spark()
+        mart = star.mart_customer_purchase_history(
+            fact_for_date(spark, self.date), wh.read(spark, f"{DW}.dim_customer"),
+            wh.read(spark, f"{DW}.dim_product"), wh.read(spark, f"{DW}.dim_country"))
+        publish_date(spark, mart, f"{MART}.mart_customer_purchase_history", self.date)
+        fs.write_json(self.output().path, {"date": self.date})
+
+
+DAILY_MARTS = (MartDailySales, MartHourlySales, MartProductPerformance, MartCustomerPurchaseHistory)
+
+
+class MartsReady(luigi.Task):
+    """Records in ``ecommerce_mart.marts_ready`` the moment every mart of an invoice date is published."""
+
+    date = luigi.DateParameter()
+    resources = {"ecommerce_db_writer": 1}
+
+    def requires(self):
+        return [mart(self.date) for mart in DAILY_MARTS]
+
+    def output(self):
+        return marker("mart", "marts_ready", f"{self.date}.json")
+
+    def run(self):
+        spark = dw_spark()
+        ready_at = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+        names = ",".join(m.__name__ for m in DAILY_MARTS)
+        row = spark.createDataFrame([(self.date, ready_at, names)],
+                                    "invoice_date DATE, ready_at TIMESTAMP, marts STRING")
+        existing = wh.read(spark, f"{MART}.marts_ready").where(F.col("invoice_date") != F.lit(self.date))
+        wh.replace_table(spark, existing.unionByName(row).coalesce(1), f"{MART}.marts_ready")
+        fs.write_json(self.output().path, {"date": self.date, "ready_at": ready_at})

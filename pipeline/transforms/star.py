@@ -162,14 +162,8 @@ def mart_daily_sales(fact: DataFrame, dim_country_df: DataFrame) -> DataFrame:
     ``line_amount`` of cancellation lines, as a positive number; ``net_revenue = gross - returns``;
     ``customers``: distinct known customers; ``avg_order_value = gross_revenue / orders``.
     """
-    sale = ~F.col("is_cancellation") & (F.col("quantity") > 0)
     daily = fact.groupBy("invoice_date", "country_key").agg(
-        F.count_distinct(F.when(~F.col("is_cancellation"), F.col("invoice_no"))).alias("orders"),
-        F.count(F.lit(1)).alias("lines"),
-        F.coalesce(F.sum(F.when(sale, F.col("quantity"))), F.lit(0)).cast("bigint").alias("units"),
-        F.coalesce(F.sum(F.when(sale, F.col("line_amount"))), F.lit(0)).cast(AMOUNT_TYPE).alias("gross_revenue"),
-        F.coalesce(F.sum(F.when(F.col("is_cancellation"), -F.col("line_amount"))), F.lit(0))
-        .cast(AMOUNT_TYPE).alias("returns_amount"),
+        *_sales_measures(),
         F.count_distinct(F.when(F.col("customer_key") != UNKNOWN_KEY, F.col("customer_key"))).alias("customers"),
     )
     return daily.join(dim_country_df.select("country_key", "country_code", "country_name"), "country_key", "left") \
@@ -181,3 +175,69 @@ def mart_daily_sales(fact: DataFrame, dim_country_df: DataFrame) -> DataFrame:
             F.when(F.col("orders") > 0, (F.col("gross_revenue") / F.col("orders")).cast(AMOUNT_TYPE))
             .alias("avg_order_value"),
         )
+
+
+def _sale() -> Column:
+    return ~F.col("is_cancellation") & (F.col("quantity") > 0)
+
+
+def _sales_measures() -> list[Column]:
+    """Measures shared by the sales marts; definitions as in ``mart_daily_sales``."""
+    return [
+        F.count_distinct(F.when(~F.col("is_cancellation"), F.col("invoice_no"))).alias("orders"),
+        F.count(F.lit(1)).alias("lines"),
+        F.coalesce(F.sum(F.when(_sale(), F.col("quantity"))), F.lit(0)).cast("bigint").alias("units"),
+        F.coalesce(F.sum(F.when(_sale(), F.col("line_amount"))), F.lit(0)).cast(AMOUNT_TYPE).alias("gross_revenue"),
+        F.coalesce(F.sum(F.when(F.col("is_cancellation"), -F.col("line_amount"))), F.lit(0))
+        .cast(AMOUNT_TYPE).alias("returns_amount"),
+    ]
+
+
+def mart_hourly_sales(fact: DataFrame) -> DataFrame:
+    """One row per invoice date and hour of day (UK wall clock): orders, lines, units, gross, returns, net."""
+    hourly = fact.groupBy("invoice_date", F.hour("invoice_ts").alias("hour")).agg(
+        *_sales_measures(),
+        F.count_distinct(F.when(F.col("customer_key") != UNKNOWN_KEY, F.col("customer_key"))).alias("customers"),
+    )
+    return hourly.withColumn("net_revenue", (F.col("gross_revenue") - F.col("returns_amount")).cast(AMOUNT_TYPE))
+
+
+def mart_product_performance(fact: DataFrame, dim_product_df: DataFrame) -> DataFrame:
+    """One row per invoice date and stock code.
+
+    ``units``/``gross_revenue``: non-cancelled lines with quantity > 0; ``returned_units``/``returns_amount``:
+    cancellation lines, as positive numbers; ``orders``: distinct non-cancelled invoices;
+    ``avg_price_paid = gross_revenue / units``; ``list_unit_price``: the list price of the version in force.
+    """
+    per_product = fact.groupBy("invoice_date", "stock_code").agg(
+        *_sales_measures(),
+        F.coalesce(F.sum(F.when(F.col("is_cancellation"), -F.col("quantity"))), F.lit(0)).cast("bigint")
+        .alias("returned_units"),
+        F.max("product_key").alias("product_key"),
+        F.max("list_unit_price").alias("list_unit_price"),
+    )
+    products = dim_product_df.select("product_key", "description", "is_merchandise")
+    return per_product.join(products, "product_key", "left").select(
+        "invoice_date", "stock_code", "product_key", "description", "is_merchandise", "orders", "units",
+        "gross_revenue", "returned_units", "returns_amount",
+        F.when(F.col("units") > 0, (F.col("gross_revenue") / F.col("units")).cast("decimal(12,3)"))
+        .alias("avg_price_paid"),
+        "list_unit_price",
+    )
+
+
+def mart_customer_purchase_history(fact: DataFrame, dim_customer_df: DataFrame, dim_product_df: DataFrame,
+                                   dim_country_df: DataFrame) -> DataFrame:
+    """The shopper's view: one row per invoice line of a known customer, sorted by customer for cheap lookups.
+
+    ``description`` is the product version's description at purchase time; guest lines are left out.
+    """
+    known = fact.where(F.col("customer_key") != UNKNOWN_KEY)
+    return (
+        known.join(dim_customer_df.select("customer_key", "customer_id"), "customer_key")
+        .join(dim_product_df.select("product_key", "description"), "product_key", "left")
+        .join(dim_country_df.select("country_key", "country_name"), "country_key", "left")
+        .select("invoice_date", "customer_id", "invoice_no", "invoice_ts", "stock_code", "description", "quantity",
+                "unit_price_paid", "line_amount", "is_cancellation", "country_name")
+        .sortWithinPartitions("customer_id", "invoice_ts", "invoice_no")
+    )

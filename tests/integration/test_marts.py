@@ -37,7 +37,7 @@ def expected_by_day():
 
 @pytest.fixture(scope="module")
 def marts(ingested):
-    run_luigi("RangeDaily", "--of", "MartDailySales", "--start", str(DAYS[0]),
+    run_luigi("RangeDaily", "--of", "MartsReady", "--start", str(DAYS[0]),
               "--stop", str(DAYS[-1] + dt.timedelta(1)), module="pipeline.tasks.dw")
     return ingested
 
@@ -72,3 +72,41 @@ def test_daily_sales_mart_matches_the_source(marts):
         assert gross == expected[day]["gross"], day
         assert returns == expected[day]["returns"], day
         assert net == gross - returns
+
+
+def test_every_mart_agrees_with_the_daily_mart(marts):
+    daily = dict(hs2.query("SELECT invoice_date, sum(gross_revenue) FROM ecommerce_mart.mart_daily_sales "
+                           "GROUP BY invoice_date"))
+    for table in ("mart_hourly_sales", "mart_product_performance"):
+        got = dict(hs2.query(f"SELECT invoice_date, sum(gross_revenue) FROM ecommerce_mart.{table} "
+                             "GROUP BY invoice_date"))
+        assert got == daily, table
+
+
+def test_purchase_history_has_every_known_customer_line_and_no_guest_line(marts):
+    (fact_known,), = hs2.query("SELECT count(*) FROM ecommerce_dw.fact_sales WHERE customer_key <> -1")
+    (history, nulls), = hs2.query("SELECT count(*), sum(CASE WHEN customer_id IS NULL THEN 1 ELSE 0 END) "
+                                  "FROM ecommerce_mart.mart_customer_purchase_history")
+    assert history == fact_known > 0 and nulls == 0
+    customer = expected_customer_lines()
+    assert customer[1], "the source has lines of customer 17850 on these days"
+    rows = hs2.query("SELECT invoice_no, stock_code, quantity FROM ecommerce_mart.mart_customer_purchase_history "
+                     "WHERE customer_id = %(c)s", {"c": customer[0]})
+    assert sorted(rows) == customer[1]
+
+
+def expected_customer_lines():
+    """Customer 17850's de-duplicated lines over the two days, straight from the source files."""
+    lines = set()
+    for day in DAYS:
+        for ln in source_lines(day):
+            f = fields(ln)
+            if f[6] == "17850.0":
+                lines.add((int(f[4][11:13]) // 4, ln))
+    return 17850, sorted((fields(ln)[0], fields(ln)[1], int(fields(ln)[3])) for _, ln in lines)
+
+
+def test_marts_ready_records_both_days(marts):
+    rows = hs2.query("SELECT invoice_date, marts FROM ecommerce_mart.marts_ready ORDER BY invoice_date")
+    assert [str(r[0]) for r in rows] == [str(d) for d in DAYS]
+    assert all("MartCustomerPurchaseHistory" in r[1] for r in rows)

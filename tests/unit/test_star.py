@@ -118,3 +118,55 @@ def test_mart_daily_sales_definitions(spark):
     result = star.mart_daily_sales(fact, countries)
     assertDataFrameEqual(result.select(*[F.col(c).cast(t.dataType) for c, t in
                                          zip(expected.columns, expected.schema.fields, strict=True)]), expected)
+
+
+FACT_FULL = ("invoice_date DATE, invoice_ts TIMESTAMP, product_key BIGINT, country_key BIGINT, "
+             "customer_key BIGINT, invoice_no STRING, stock_code STRING, quantity INT, "
+             "unit_price_paid DECIMAL(12,3), line_amount DECIMAL(18,3), list_unit_price DECIMAL(12,3), "
+             "is_cancellation BOOLEAN")
+
+
+@pytest.fixture
+def fact_rows(spark):
+    d = dt.date(2010, 12, 1)
+    t9, t10 = dt.datetime(2010, 12, 1, 9, 5), dt.datetime(2010, 12, 1, 10, 40)
+    return spark.createDataFrame([
+        (d, t9, 1, 10, 100, "1", "A", 6, D("2.550"), D("15.300"), D("2.550"), False),
+        (d, t9, 3, 10, 100, "1", "POST", 1, D("18.000"), D("18.000"), D("18.000"), False),
+        (d, t10, 1, 10, -1, "2", "A", 4, D("2.100"), D("8.400"), D("2.550"), False),
+        (d, t10, 1, 10, 100, "C3", "A", -2, D("2.550"), D("-5.100"), D("2.550"), True),
+    ], FACT_FULL)
+
+
+def test_mart_hourly_sales(spark, fact_rows):
+    rows = {r.hour: r for r in star.mart_hourly_sales(fact_rows).collect()}
+    assert sorted(rows) == [9, 10]
+    h9, h10 = rows[9], rows[10]
+    assert (h9.orders, h9.lines, h9.units, h9.gross_revenue, h9.returns_amount, h9.customers) == (
+        1, 2, 7, D("33.300"), D("0.000"), 1)
+    # 10:00: one guest order of 4 units (8.40) and a cancellation of 2 units (5.10) by customer 100
+    assert (h10.orders, h10.lines, h10.units, h10.gross_revenue, h10.returns_amount, h10.net_revenue,
+            h10.customers) == (1, 2, 4, D("8.400"), D("5.100"), D("3.300"), 1)
+
+
+def test_mart_product_performance(spark, fact_rows, products):
+    dim = star.dim_product(products, ["POST"])
+    rows = {r.stock_code: r for r in star.mart_product_performance(fact_rows, dim).collect()}
+    a = rows["A"]
+    # sales: 6 x 2.55 + 4 x 2.10 = 23.70 over 10 units -> 2.37 paid on average vs 2.55 list; 2 returned (5.10)
+    assert (a.orders, a.units, a.gross_revenue, a.returned_units, a.returns_amount) == (2, 10, D("23.700"), 2,
+                                                                                       D("5.100"))
+    assert (a.avg_price_paid, a.list_unit_price, a.description, a.is_merchandise) == (D("2.370"), D("2.550"),
+                                                                                      "LANTERN", True)
+    assert rows["POST"].is_merchandise is False
+
+
+def test_mart_customer_purchase_history_is_known_customers_only(spark, fact_rows, products):
+    customers = spark.createDataFrame([(100, 17850)], "customer_key BIGINT, customer_id INT")
+    countries = spark.createDataFrame([(10, "United Kingdom")], "country_key BIGINT, country_name STRING")
+    rows = star.mart_customer_purchase_history(fact_rows, customers, star.dim_product(products, []),
+                                               countries).collect()
+    assert sorted((r.invoice_no, r.stock_code, r.quantity) for r in rows) == [("1", "A", 6), ("1", "POST", 1),
+                                                                               ("C3", "A", -2)]
+    assert {(r.customer_id, r.country_name) for r in rows} == {(17850, "United Kingdom")}
+    assert {r.description for r in rows} == {"LANTERN", "POSTAGE"}

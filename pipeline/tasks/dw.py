@@ -14,6 +14,7 @@ import logging
 import holidays
 import luigi
 from luigi.tools.range import RangeDaily  # noqa: F401  (for `luigi --module pipeline.tasks.dw RangeDaily`)
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from pipeline import fs, load
@@ -143,180 +144,145 @@ class DimDate(luigi.Task):
         fs.write_json(self.output().path, {"rows": (cfg.calendar_end - cfg.calendar_start).days + 2})
 
 
-class DimProduct(luigi.Task):
-    """``ecommerce_dw.dim_product`` as of a day's products snapshot."""
+class _DailyTable(luigi.Task):
+    """Publishes one table for one date: a date partition (``partitioned``) or the whole table."""
 
     date = luigi.DateParameter()
     resources = {"ecommerce_db_writer": 1}
+    table = ""
+    partitioned = True
+
+    def output(self):
+        db, name = self.table.split(".")
+        return marker("dw" if db == DW else "mart", name, f"{self.date}.json")
+
+    def build(self, spark) -> DataFrame:
+        raise NotImplementedError
+
+    def run(self):
+        spark = dw_spark()
+        self.summary: dict = {}
+        df = self.build(spark)
+        if self.partitioned:
+            publish_date(spark, df, self.table, self.date)
+        else:
+            wh.replace_table(spark, df.coalesce(1), self.table)
+        df.unpersist()
+        fs.write_json(self.output().path, {"date": self.date, **self.summary})
+
+
+class DimProduct(_DailyTable):
+    """``ecommerce_dw.dim_product`` as of a day's products snapshot."""
+
+    table, partitioned = f"{DW}.dim_product", False
 
     def requires(self):
         return ProductsSnapshot(self.date)
 
-    def output(self):
-        return marker("dw", "dim_product", f"{self.date}.json")
-
-    def run(self):
-        spark = dw_spark()
-        dim = star.dim_product(wh.read(spark, "products"), load.non_product_patterns())
-        wh.replace_table(spark, dim.coalesce(1), f"{DW}.dim_product")
-        fs.write_json(self.output().path, {"date": self.date})
+    def build(self, spark):
+        return star.dim_product(wh.read(spark, "products"), load.non_product_patterns())
 
 
-class DimCountry(luigi.Task):
+class DimCountry(_DailyTable):
     """``ecommerce_dw.dim_country`` as of a day's countries snapshot."""
 
-    date = luigi.DateParameter()
-    resources = {"ecommerce_db_writer": 1}
+    table, partitioned = f"{DW}.dim_country", False
 
     def requires(self):
         return CountriesSnapshot(self.date)
 
-    def output(self):
-        return marker("dw", "dim_country", f"{self.date}.json")
-
-    def run(self):
-        spark = dw_spark()
-        wh.replace_table(spark, star.dim_country(wh.read(spark, "countries")).coalesce(1), f"{DW}.dim_country")
-        fs.write_json(self.output().path, {"date": self.date})
+    def build(self, spark):
+        return star.dim_country(wh.read(spark, "countries"))
 
 
-class FactSales(luigi.Task):
+class FactSales(_DailyTable):
     """``ecommerce_dw.fact_sales`` partition of one invoice date, from every batch carrying lines for it."""
 
-    date = luigi.DateParameter()
-    resources = {"ecommerce_db_writer": 1}
+    table = f"{DW}.fact_sales"
 
     def requires(self):
         return [IngestDay(self.date), DimProduct(self.date)]
 
-    def output(self):
-        return marker("dw", "fact_sales", f"{self.date}.json")
-
-    def run(self):
-        spark = dw_spark()
+    def build(self, spark):
         batches, lines = lines_for_date(spark, self.date)
         fact = star.fact_sales(lines, wh.read(spark, f"{DW}.dim_product")).cache()
         rows, amount = fact.agg(F.count(F.lit(1)), F.sum("line_amount")).first()
-        wh.replace_partitions(spark, fact.coalesce(1), f"{DW}.fact_sales", "invoice_date", [str(self.date)])
-        fact.unpersist()
-        fs.write_json(self.output().path, {"date": self.date, "batches": sorted(batches), "rows": rows,
-                                           "line_amount": str(amount or 0)})
+        self.summary = {"batches": sorted(batches), "rows": rows, "line_amount": str(amount or 0)}
+        return fact
 
 
-class MartDailySales(luigi.Task):
+class MartDailySales(_DailyTable):
     """``ecommerce_mart.mart_daily_sales`` partition of one invoice date."""
 
-    date = luigi.DateParameter()
-    resources = {"ecommerce_db_writer": 1}
+    table = f"{MART}.mart_daily_sales"
 
     def requires(self):
         return [FactSales(self.date), DimCountry(self.date), DimDate()]
 
-    def output(self):
-        return marker("mart", "mart_daily_sales", f"{self.date}.json")
-
-    def run(self):
-        spark = dw_spark()
-        mart = star.mart_daily_sales(fact_for_date(spark, self.date), wh.read(spark, f"{DW}.dim_country"))
-        publish_date(spark, mart, f"{MART}.mart_daily_sales", self.date)
-        fs.write_json(self.output().path, {"date": self.date})
+    def build(self, spark):
+        return star.mart_daily_sales(fact_for_date(spark, self.date), wh.read(spark, f"{DW}.dim_country"))
 
 
-class CustomerOrdersDaily(luigi.Task):
+class CustomerOrdersDaily(_DailyTable):
     """``ecommerce_dw.customer_orders_daily`` partition of one invoice date (orders per customer and country)."""
 
-    date = luigi.DateParameter()
-    resources = {"ecommerce_db_writer": 1}
+    table = f"{DW}.customer_orders_daily"
 
     def requires(self):
         return IngestDay(self.date)
 
-    def output(self):
-        return marker("dw", "customer_orders_daily", f"{self.date}.json")
-
-    def run(self):
-        spark = dw_spark()
-        _, lines = lines_for_date(spark, self.date)
-        publish_date(spark, star.customer_orders_by_day(lines), f"{DW}.customer_orders_daily", self.date)
-        fs.write_json(self.output().path, {"date": self.date})
+    def build(self, spark):
+        return star.customer_orders_by_day(lines_for_date(spark, self.date)[1])
 
 
-class DimCustomer(luigi.Task):
+class DimCustomer(_DailyTable):
     """``ecommerce_dw.dim_customer`` rebuilt from every day's customer orders up to the run."""
 
-    date = luigi.DateParameter()
-    resources = {"ecommerce_db_writer": 1}
+    table, partitioned = f"{DW}.dim_customer", False
 
     def requires(self):
         return CustomerOrdersDaily(self.date)
 
-    def output(self):
-        return marker("dw", "dim_customer", f"{self.date}.json")
-
-    def run(self):
-        spark = dw_spark()
-        dim = star.dim_customer(wh.read(spark, f"{DW}.customer_orders_daily"))
-        wh.replace_table(spark, dim.coalesce(1), f"{DW}.dim_customer")
-        fs.write_json(self.output().path, {"date": self.date})
+    def build(self, spark):
+        return star.dim_customer(wh.read(spark, f"{DW}.customer_orders_daily"))
 
 
-class MartHourlySales(luigi.Task):
+class MartHourlySales(_DailyTable):
     """``ecommerce_mart.mart_hourly_sales`` partition of one invoice date."""
 
-    date = luigi.DateParameter()
-    resources = {"ecommerce_db_writer": 1}
+    table = f"{MART}.mart_hourly_sales"
 
     def requires(self):
         return FactSales(self.date)
 
-    def output(self):
-        return marker("mart", "mart_hourly_sales", f"{self.date}.json")
-
-    def run(self):
-        spark = dw_spark()
-        publish_date(spark, star.mart_hourly_sales(fact_for_date(spark, self.date)), f"{MART}.mart_hourly_sales",
-                     self.date)
-        fs.write_json(self.output().path, {"date": self.date})
+    def build(self, spark):
+        return star.mart_hourly_sales(fact_for_date(spark, self.date))
 
 
-class MartProductPerformance(luigi.Task):
+class MartProductPerformance(_DailyTable):
     """``ecommerce_mart.mart_product_performance`` partition of one invoice date."""
 
-    date = luigi.DateParameter()
-    resources = {"ecommerce_db_writer": 1}
+    table = f"{MART}.mart_product_performance"
 
     def requires(self):
         return FactSales(self.date)
 
-    def output(self):
-        return marker("mart", "mart_product_performance", f"{self.date}.json")
-
-    def run(self):
-        spark = dw_spark()
-        mart = star.mart_product_performance(fact_for_date(spark, self.date), wh.read(spark, f"{DW}.dim_product"))
-        publish_date(spark, mart, f"{MART}.mart_product_performance", self.date)
-        fs.write_json(self.output().path, {"date": self.date})
+    def build(self, spark):
+        return star.mart_product_performance(fact_for_date(spark, self.date), wh.read(spark, f"{DW}.dim_product"))
 
 
-class MartCustomerPurchaseHistory(luigi.Task):
+class MartCustomerPurchaseHistory(_DailyTable):
     """``ecommerce_mart.mart_customer_purchase_history`` partition of one invoice date (shoppers' view)."""
 
-    date = luigi.DateParameter()
-    resources = {"ecommerce_db_writer": 1}
+    table = f"{MART}.mart_customer_purchase_history"
 
     def requires(self):
         return [FactSales(self.date), DimCustomer(self.date), DimCountry(self.date)]
 
-    def output(self):
-        return marker("mart", "mart_customer_purchase_history", f"{self.date}.json")
-
-    def run(self):
-        spark = dw_spark()
-        mart = star.mart_customer_purchase_history(
+    def build(self, spark):
+        return star.mart_customer_purchase_history(
             fact_for_date(spark, self.date), wh.read(spark, f"{DW}.dim_customer"),
             wh.read(spark, f"{DW}.dim_product"), wh.read(spark, f"{DW}.dim_country"))
-        publish_date(spark, mart, f"{MART}.mart_customer_purchase_history", self.date)
-        fs.write_json(self.output().path, {"date": self.date})
 
 
 DAILY_MARTS = (MartDailySales, MartHourlySales, MartProductPerformance, MartCustomerPurchaseHistory)

@@ -51,7 +51,7 @@ def _date(text: str) -> dt.date:
 def _run(args: argparse.Namespace) -> int:
     import luigi
 
-    from pipeline import progress
+    from pipeline import hs2, progress
     from pipeline.tasks import ingest
 
     rp = config.replay()
@@ -86,7 +86,7 @@ def _run(args: argparse.Namespace) -> int:
         log.info(line)
     log.info("")
     log.info("luigid visualizer: http://%s:%s/", ui.host, ui.port)
-    log.info("HiveServer2:       %s", __import__("pipeline.hs2").hs2.url())
+    log.info("HiveServer2:       %s", hs2.url())
     return 0 if ok else 1
 
 

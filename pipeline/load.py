@@ -232,13 +232,14 @@ def retry_quarantine(spark: SparkSession, retry_date: dt.date) -> dict[str, int]
         & (F.col("last_retry_date").isNull() | (F.col("last_retry_date") < F.lit(retry_date)))
     )
     pending = quarantine.where(pending_filter).select("batch_id", "source_file", "raw_line").cache()
-    if pending.isEmpty():
+    retried = pending.count()
+    if not retried:
+        pending.unpersist()
         return {"retried": 0, "released": 0}
     products, countries = _masters_for_fk(spark)
     classified = transactions.classify_lines(pending, products, countries, non_product_patterns()).cache()
     released = classified.where(F.col("outcome") == "loaded")
     released_counts = {r.batch_id: r["count"] for r in released.groupBy("batch_id").count().collect()}
-    retried = pending.count()
     if released_counts:
         ids = sorted(released_counts)
         current = wh.read(spark, "transactions_raw").where(F.col("batch_id").isin(ids))

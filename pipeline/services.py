@@ -261,7 +261,7 @@ class Luigid(Service):
             "[scheduler]\nrecord_task_history = true\n"
             f"state_path = {run_dir / 'luigid-state.pickle'}\n"
             "[task_history]\n"
-            f"db_connection = sqlite:///{run_dir / 'task-history.db'}\n"
+            f"db_connection = sqlite:///{self.history_db}\n"
         )
         env = dict(os.environ, LUIGI_CONFIG_PATH=str(cfg))
         luigid = Path(sys.executable).with_name("luigid")

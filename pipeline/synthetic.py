@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from faker import Faker
 
-from pipeline import fs, replay
+from pipeline import config, fs, replay
 
 log = logging.getLogger(__name__)
 
@@ -55,16 +55,10 @@ def seed_catalogue(fake: Faker, size: int = 500) -> Catalogue:
         code = f"{fake.random_int(10000, 99999)}{fake.random_element(['', 'A', 'B', 'C'])}"
         products[code] = (f"{fake.color_name()} {fake.word()} {fake.word()}".upper(),
                           f"{fake.pyfloat(min_value=0.2, max_value=25, right_digits=2):.2f}")
-    aliases = {}
+    aliases = replay.load_country_aliases(config.resolve_path(config.reference().country_aliases))
     countries = {name: row for name in ("United Kingdom", "France", "Germany", "EIRE", "Netherlands")
-                 if (row := replay.country_row(name, aliases) or _alias(name))}
+                 if (row := replay.country_row(name, aliases))}
     return Catalogue(products, countries)
-
-
-def _alias(name: str) -> tuple[str, ...] | None:
-    from pipeline import config
-
-    return replay.load_country_aliases(config.resolve_path(config.reference().country_aliases)).get(name)
 
 
 def _csv_line(fields: list) -> str:

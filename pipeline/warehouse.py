@@ -207,7 +207,3 @@ def replace_partitions(
 
 def read(spark: SparkSession, table: str) -> DataFrame:
     return spark.table(name(table))
-
-
-def table_columns(spark: SparkSession, table: str) -> list[str]:
-    return read(spark, table).columns

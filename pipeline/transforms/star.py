@@ -90,27 +90,33 @@ def customer_key(customer_id: str) -> Column:
     return F.when(F.col(customer_id).isNull(), F.lit(UNKNOWN_KEY)).otherwise(stable_key(customer_id))
 
 
-def customer_orders_by_day(lines: DataFrame) -> DataFrame:
-    """Per known customer, invoice date and country: distinct non-cancelled invoices (orders)."""
+def customer_sales_daily(lines: DataFrame) -> DataFrame:
+    """Per known customer, invoice date and country: orders (distinct non-cancelled invoices), lines,
+    gross revenue and returns amount with the ``mart_daily_sales`` definitions. Guest lines are left out."""
     known = lines.where(F.col("customer_id").isNotNull())
+    amount = F.col("quantity") * F.col("unit_price")
     return known.groupBy("customer_id", F.to_date("invoice_ts").alias("invoice_date"), "country_code").agg(
         F.count_distinct(F.when(~F.col("is_cancellation"), F.col("invoice_no"))).alias("orders"),
         F.count(F.lit(1)).alias("lines"),
+        F.coalesce(F.sum(F.when(~F.col("is_cancellation") & (F.col("quantity") > 0), amount)), F.lit(0))
+        .cast(AMOUNT_TYPE).alias("gross_revenue"),
+        F.coalesce(F.sum(F.when(F.col("is_cancellation"), -amount)), F.lit(0)).cast(AMOUNT_TYPE)
+        .alias("returns_amount"),
     )
 
 
-def dim_customer(orders_by_day: DataFrame) -> DataFrame:
+def dim_customer(sales_daily: DataFrame) -> DataFrame:
     """One row per known customer: home country (most orders; ties: lowest code), first and last order dates.
 
-    Built from ``customer_orders_by_day`` rows (a customer with only cancellations still appears, with NULL
+    Built from ``customer_sales_daily`` rows (a customer with only cancellations still appears, with NULL
     order dates). Plus the unknown member -1 for guest lines.
     """
-    per_country = orders_by_day.groupBy("customer_id", "country_code").agg(F.sum("orders").alias("orders"),
+    per_country = sales_daily.groupBy("customer_id", "country_code").agg(F.sum("orders").alias("orders"),
                                                                           F.sum("lines").alias("lines"))
     rank = Window.partitionBy("customer_id").orderBy(F.desc("orders"), F.desc("lines"), "country_code")
     home = per_country.withColumn("_rn", F.row_number().over(rank)).where("_rn = 1").select(
         "customer_id", F.col("country_code").alias("home_country_code"))
-    dates = orders_by_day.groupBy("customer_id").agg(
+    dates = sales_daily.groupBy("customer_id").agg(
         F.min(F.when(F.col("orders") > 0, F.col("invoice_date"))).alias("first_order_date"),
         F.max(F.when(F.col("orders") > 0, F.col("invoice_date"))).alias("last_order_date"),
     )
@@ -241,3 +247,121 @@ def mart_customer_purchase_history(fact: DataFrame, dim_customer_df: DataFrame, 
                 "unit_price_paid", "line_amount", "is_cancellation", "country_name")
         .sortWithinPartitions("customer_id", "invoice_ts", "invoice_no")
     )
+
+
+RFM_SEGMENTS = (
+    ("Champions", "r_score >= 4 AND f_score >= 4"),
+    ("Loyal", "r_score >= 3 AND f_score >= 3"),
+    ("New", "r_score >= 4 AND f_score = 1"),
+    ("Promising", "r_score >= 3"),
+    ("At risk", "f_score >= 3"),
+    ("Hibernating", "r_score = 2"),
+    ("Lost", "TRUE"),
+)
+
+
+def _score(order: Column, as_of: str) -> Column:
+    """1..5 by percent rank within the run date (ties share a score; the best customer gets 5)."""
+    rank = F.percent_rank().over(Window.partitionBy(as_of).orderBy(order))
+    return F.least(F.lit(5), F.floor(rank * 5) + 1).cast("int")
+
+
+def mart_customer_rfm(sales_daily: DataFrame, as_of_dates: DataFrame) -> DataFrame:
+    """One row per known customer with at least one order, as of each run date (``as_of_dates.as_of_date``).
+
+    Only days up to the run date count. ``recency_days``: days from the last order to the run date;
+    ``frequency``: orders (distinct non-cancelled invoices); ``monetary_gbp``: net revenue (gross minus
+    returns). Scores 1..5 are ``1 + floor(5 * percent_rank)`` capped at 5 within the run date: recency
+    ranked from oldest to newest, frequency and monetary from lowest to highest, so 5 is best and ties
+    share a score. ``segment``: the first of ``RFM_SEGMENTS`` whose rule on the R and F scores matches.
+    """
+    history = sales_daily.join(F.broadcast(as_of_dates), F.col("invoice_date") <= F.col("as_of_date"))
+    per_customer = history.groupBy("as_of_date", "customer_id").agg(
+        F.max(F.when(F.col("orders") > 0, F.col("invoice_date"))).alias("last_order_date"),
+        F.sum("orders").cast("bigint").alias("frequency"),
+        (F.sum("gross_revenue") - F.sum("returns_amount")).cast(AMOUNT_TYPE).alias("monetary_gbp"),
+    ).where(F.col("frequency") > 0)
+    scored = per_customer.select(
+        "as_of_date", customer_key("customer_id").alias("customer_key"), "customer_id", "last_order_date",
+        F.datediff("as_of_date", "last_order_date").alias("recency_days"), "frequency", "monetary_gbp",
+        _score(F.desc(F.datediff("as_of_date", "last_order_date")), "as_of_date").alias("r_score"),
+        _score(F.col("frequency").asc(), "as_of_date").alias("f_score"),
+        _score(F.col("monetary_gbp").asc(), "as_of_date").alias("m_score"),
+    )
+    segment = F.lit(None).cast("string")
+    for label, rule in reversed(RFM_SEGMENTS):
+        segment = F.when(F.expr(rule), F.lit(label)).otherwise(segment)
+    return scored.select(
+        "*", F.concat_ws("", "r_score", "f_score", "m_score").alias("rfm_cell"), segment.alias("segment"))
+
+
+def mart_cohort_retention(sales_daily: DataFrame, as_of: dt.date) -> DataFrame:
+    """One row per first-purchase month (cohort) and months since it, as of the run date ``as_of``.
+
+    A customer joins the cohort of the month of their first order (non-cancelled invoice) and is active
+    in a month when they place an order in it. Every month from the cohort's to the run date's is listed,
+    with 0 active customers where nobody ordered. ``retention_rate = customers_active / cohort_customers``.
+    """
+    orders = sales_daily.where((F.col("orders") > 0) & (F.col("invoice_date") <= F.lit(as_of)))
+    months = orders.select("customer_id", F.trunc("invoice_date", "month").alias("activity_month")).distinct()
+    cohorts = months.groupBy("customer_id").agg(F.min("activity_month").alias("cohort_month"))
+    sizes = cohorts.groupBy("cohort_month").agg(F.count(F.lit(1)).alias("cohort_customers"))
+    grid = sizes.select(
+        "cohort_month", "cohort_customers",
+        F.explode(F.sequence(F.lit(0), F.months_between(F.trunc(F.lit(as_of), "month"), "cohort_month")
+                             .cast("int"))).alias("months_since"))
+    active = months.join(cohorts, "customer_id").groupBy(
+        "cohort_month", F.months_between("activity_month", "cohort_month").cast("int").alias("months_since")
+    ).agg(F.count(F.lit(1)).alias("customers_active"))
+    return grid.join(active, ["cohort_month", "months_since"], "left").select(
+        F.lit(as_of).alias("as_of_date"), "cohort_month", "months_since",
+        F.add_months("cohort_month", F.col("months_since")).alias("activity_month"),
+        F.col("cohort_customers").cast("bigint").alias("cohort_customers"),
+        F.coalesce("customers_active", F.lit(0)).cast("bigint").alias("customers_active"),
+        F.round(F.coalesce("customers_active", F.lit(0)) / F.col("cohort_customers"), 4)
+        .cast("decimal(6,4)").alias("retention_rate"),
+    )
+
+
+def reconciliation(raw_lines: DataFrame, fact: DataFrame, daily_mart: DataFrame,
+                   dimension_keys: dict[str, DataFrame]) -> DataFrame:
+    """One row per invoice date and check: the loaded raw lines, the fact and the daily mart must agree.
+
+    Checks: ``fact_lines`` (row count) and ``fact_line_amount`` (sum of quantity x price) of the fact vs
+    the raw lines; ``mart_gross_revenue`` and ``mart_returns_amount`` of ``mart_daily_sales`` vs the fact;
+    ``fact_orphans_<dim>``: fact rows whose key is missing from a dimension (expected 0).
+    ``dimension_keys`` maps a fact key column to the dimension's DataFrame holding that column.
+    """
+    raw = raw_lines.groupBy(F.to_date("invoice_ts").alias("invoice_date")).agg(
+        F.count(F.lit(1)).alias("raw_lines"),
+        F.sum((F.col("quantity") * F.col("unit_price")).cast(AMOUNT_TYPE)).alias("raw_amount"))
+    measures = _sales_measures()
+    facts = fact.groupBy("invoice_date").agg(
+        F.count(F.lit(1)).alias("fact_lines"), F.sum("line_amount").alias("fact_amount"),
+        measures[3].alias("fact_gross"), measures[4].alias("fact_returns"),
+    )
+    for key, dim in dimension_keys.items():
+        orphans = fact.join(dim.select(key).distinct(), key, "left_anti").groupBy("invoice_date").agg(
+            F.count(F.lit(1)).alias(f"orphans_{key}"))
+        facts = facts.join(orphans, "invoice_date", "left")
+    mart = daily_mart.groupBy("invoice_date").agg(F.sum("gross_revenue").alias("mart_gross"),
+                                                  F.sum("returns_amount").alias("mart_returns"))
+    joined = raw.join(facts, "invoice_date", "full").join(mart, "invoice_date", "full")
+    zero_amount = F.lit(0).cast(AMOUNT_TYPE)
+    checks = [
+        ("fact_lines", "raw_lines", "fact_lines", F.lit(0)),
+        ("fact_line_amount", "raw_amount", "fact_amount", zero_amount),
+        ("mart_gross_revenue", "fact_gross", "mart_gross", zero_amount),
+        ("mart_returns_amount", "fact_returns", "mart_returns", zero_amount),
+        *[(f"fact_orphans_{k}", None, f"orphans_{k}", F.lit(0)) for k in dimension_keys],
+    ]
+    rows = [joined.select(
+        "invoice_date", F.lit(name).alias("check"),
+        (F.coalesce(F.col(exp), default) if exp else F.lit(0)).cast("string").alias("expected"),
+        F.coalesce(F.col(act), default).cast("string").alias("actual"),
+        ((F.coalesce(F.col(exp), default) if exp else F.lit(0)) == F.coalesce(F.col(act), default)).alias("passed"),
+    ) for name, exp, act, default in checks]
+    out = rows[0]
+    for r in rows[1:]:
+        out = out.unionByName(r)
+    return out

@@ -85,7 +85,7 @@ def test_dim_customer_home_country_and_order_dates(spark):
         raw("C4", "A", -1, dt.datetime(2010, 12, 9, 9), "1", 100, "FR"),
         raw("5", "A", 1, dt.datetime(2010, 12, 2, 9), "1", None, "GB"),
     ], RAW)
-    dim = star.dim_customer(star.customer_orders_by_day(lines))
+    dim = star.dim_customer(star.customer_sales_daily(lines))
     rows = {r.customer_id: r for r in dim.collect()}
     assert set(rows) == {100, None}
     c = rows[100]
@@ -170,3 +170,116 @@ def test_mart_customer_purchase_history_is_known_customers_only(spark, fact_rows
                                                                                ("C3", "A", -2)]
     assert {(r.customer_id, r.country_name) for r in rows} == {(17850, "United Kingdom")}
     assert {r.description for r in rows} == {"LANTERN", "POSTAGE"}
+
+
+def test_customer_sales_daily_leaves_guests_out_and_splits_gross_and_returns(spark):
+    lines = spark.createDataFrame([
+        raw("1", "A", 6, dt.datetime(2010, 12, 1, 9), "2.55", 100),      # 15.30
+        raw("1", "B", 2, dt.datetime(2010, 12, 1, 9), "3.00", 100),      # 6.00, same order
+        raw("C2", "A", -2, dt.datetime(2010, 12, 1, 11), "2.55", 100),   # return of 5.10
+        raw("3", "A", 1, dt.datetime(2010, 12, 1, 12), "2.55", None),    # guest
+    ], RAW)
+    expected = spark.createDataFrame([(100, dt.date(2010, 12, 1), "GB", 1, 3, D("21.300"), D("5.100"))],
+                                     SALES_DAILY)
+    assertDataFrameEqual(star.customer_sales_daily(lines), expected)
+
+
+SALES_DAILY = ("customer_id INT, invoice_date DATE, country_code STRING, orders BIGINT, lines BIGINT, "
+               "gross_revenue DECIMAL(18,3), returns_amount DECIMAL(18,3)")
+
+
+def sales(customer, day, orders, gross="0", returns="0"):
+    return (customer, day, "GB", orders, max(orders, 1), D(gross), D(returns))
+
+
+@pytest.fixture
+def sales_daily(spark):
+    return spark.createDataFrame([
+        sales(1, dt.date(2010, 12, 1), 1, "10"),
+        sales(1, dt.date(2011, 1, 9), 2, "50", "5"),
+        sales(2, dt.date(2010, 12, 3), 1, "20"),
+        sales(3, dt.date(2011, 1, 5), 1, "100"),
+        sales(4, dt.date(2010, 12, 2), 3, "30", "30"),
+        sales(5, dt.date(2010, 12, 4), 0, "0", "7"),      # only a cancellation: no order, no RFM row
+    ], SALES_DAILY)
+
+
+def test_mart_customer_rfm_scores_and_segments_per_run_date(spark, sales_daily):
+    runs = spark.createDataFrame([(dt.date(2011, 1, 10),), (dt.date(2010, 12, 5),)], "as_of_date DATE")
+    result = star.mart_customer_rfm(sales_daily, runs).select(
+        "as_of_date", "customer_id", "recency_days", "frequency", "monetary_gbp", "r_score", "f_score", "m_score",
+        "rfm_cell", "segment")
+    jan, dec = dt.date(2011, 1, 10), dt.date(2010, 12, 5)
+    # as of 2011-01-10, four customers, percent ranks 0, 1/3, 2/3, 1 -> scores 1, 2, 4, 5 (ties share the lower)
+    # as of 2010-12-05, customer 3 has not ordered yet; three customers, ranks 0, 1/2, 1 -> scores 1, 3, 5
+    expected = spark.createDataFrame([
+        (jan, 1, 1, 3, D("55.000"), 5, 4, 4, "544", "Champions"),
+        (jan, 2, 38, 1, D("20.000"), 2, 1, 2, "212", "Hibernating"),
+        (jan, 3, 5, 1, D("100.000"), 4, 1, 5, "415", "New"),
+        (jan, 4, 39, 3, D("0.000"), 1, 4, 1, "141", "At risk"),
+        (dec, 1, 4, 1, D("10.000"), 1, 1, 3, "113", "Lost"),
+        (dec, 2, 2, 1, D("20.000"), 5, 1, 5, "515", "New"),
+        (dec, 4, 3, 3, D("0.000"), 3, 5, 1, "351", "Loyal"),
+    ], "as_of_date DATE, customer_id INT, recency_days INT, frequency BIGINT, monetary_gbp DECIMAL(18,3), "
+       "r_score INT, f_score INT, m_score INT, rfm_cell STRING, segment STRING")
+    assertDataFrameEqual(result, expected)
+
+
+def test_mart_customer_rfm_keys_are_the_dimension_keys(spark, sales_daily):
+    runs = spark.createDataFrame([(dt.date(2011, 1, 10),)], "as_of_date DATE")
+    rfm = {r.customer_id: r.customer_key for r in star.mart_customer_rfm(sales_daily, runs).collect()}
+    dim = {r.customer_id: r.customer_key for r in star.dim_customer(sales_daily).collect()}
+    assert rfm == {c: dim[c] for c in (1, 2, 3, 4)}
+
+
+def test_mart_cohort_retention_lists_every_month_with_zeros(spark):
+    rows = spark.createDataFrame([
+        sales(1, dt.date(2010, 12, 5), 1), sales(1, dt.date(2011, 1, 10), 1), sales(1, dt.date(2011, 2, 1), 1),
+        sales(2, dt.date(2010, 12, 20), 1), sales(2, dt.date(2011, 2, 10), 2),
+        sales(3, dt.date(2011, 1, 3), 1),
+        sales(4, dt.date(2011, 1, 4), 0),        # only a cancellation: in no cohort
+        sales(5, dt.date(2011, 3, 1), 1),        # after the run date
+    ], SALES_DAILY)
+    as_of = dt.date(2011, 2, 15)
+    dec, jan, feb = dt.date(2010, 12, 1), dt.date(2011, 1, 1), dt.date(2011, 2, 1)
+    expected = spark.createDataFrame([
+        (as_of, dec, 0, dec, 2, 2, D("1.0000")),
+        (as_of, dec, 1, jan, 2, 1, D("0.5000")),
+        (as_of, dec, 2, feb, 2, 2, D("1.0000")),
+        (as_of, jan, 0, jan, 1, 1, D("1.0000")),
+        (as_of, jan, 1, feb, 1, 0, D("0.0000")),
+    ], "as_of_date DATE, cohort_month DATE, months_since INT, activity_month DATE, cohort_customers BIGINT, "
+       "customers_active BIGINT, retention_rate DECIMAL(6,4)")
+    assertDataFrameEqual(star.mart_cohort_retention(rows, as_of), expected)
+
+
+RECON_FACT = ("invoice_date DATE, product_key BIGINT, country_key BIGINT, invoice_no STRING, quantity INT, "
+              "line_amount DECIMAL(18,3), is_cancellation BOOLEAN")
+
+
+@pytest.mark.parametrize(
+    "fact_rows, mart_gross, failing",
+    [
+        ([(1, 10, "1", 6, "15.300", False), (1, 10, "C2", -2, "-5.100", True)], "15.300", set()),
+        ([(1, 10, "1", 6, "15.300", False), (1, 10, "C2", -2, "-5.100", True)], "15.000", {"mart_gross_revenue"}),
+        ([(1, 10, "1", 6, "15.300", False)], "15.300",
+         {"fact_lines", "fact_line_amount", "mart_returns_amount"}),
+        ([(1, 10, "1", 6, "15.300", False), (9, 10, "C2", -2, "-5.100", True)], "15.300",
+         {"fact_orphans_product_key"}),
+    ],
+    ids=["consistent", "mart-off", "fact-missing-a-line", "orphan-product"],
+)
+def test_reconciliation_names_the_failing_checks(spark, fact_rows, mart_gross, failing):
+    d = dt.date(2010, 12, 1)
+    lines = spark.createDataFrame([raw("1", "A", 6, dt.datetime(2010, 12, 1, 9), "2.55", 100),
+                                   raw("C2", "A", -2, dt.datetime(2010, 12, 1, 10), "2.55", 100)], RAW)
+    fact = spark.createDataFrame([(d, p, c, i, q, D(a), x) for p, c, i, q, a, x in fact_rows], RECON_FACT)
+    mart = spark.createDataFrame([(d, D(mart_gross), D("5.100"))],
+                                 "invoice_date DATE, gross_revenue DECIMAL(18,3), returns_amount DECIMAL(18,3)")
+    dims = {"product_key": spark.createDataFrame([(1,), (-1,)], "product_key BIGINT"),
+            "country_key": spark.createDataFrame([(10,)], "country_key BIGINT")}
+    checks = {r.check: r for r in star.reconciliation(lines, fact, mart, dims).collect()}
+    assert set(checks) == {"fact_lines", "fact_line_amount", "mart_gross_revenue", "mart_returns_amount",
+                           "fact_orphans_product_key", "fact_orphans_country_key"}
+    assert {name for name, r in checks.items() if not r.passed} == failing
+    assert (checks["fact_lines"].expected, checks["fact_line_amount"].expected) == ("2", "10.200")

@@ -8,7 +8,7 @@ PY      = $(VENV)/bin/python
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test setup services-start services-stop services-status stop status lint bench bench-year clean
+.PHONY: run test setup services-start services-stop services-status stop status lint bench bench-marts clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ lint: setup
 
 bench: setup
 	$(PY) -m bench.backfill $(ARGS)
+
+bench-marts: setup
+	$(PY) -m bench.marts $(ARGS)
 
 clean:
 	-$(PY) -m pipeline services stop

@@ -15,50 +15,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-PORTS = {"metastore": 29083, "hiveserver2": 30000, "luigid": 28082}
-
-
-def tree_rss_kib(pid: int) -> int:
-    """Resident memory of a process and all its descendants, from /proc."""
-    total, stack = 0, [pid]
-    while stack:
-        p = stack.pop()
-        try:
-            with open(f"/proc/{p}/status") as fh:
-                total += next((int(line.split()[1]) for line in fh if line.startswith("VmRSS:")), 0)
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as fh:
-                    stack += [int(c) for c in fh.read().split()]
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return total
-
-
-def run_measured(cmd: list[str], env: dict) -> tuple[float, int, subprocess.CompletedProcess]:
-    t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak = [0]
-
-    def sample():
-        while proc.poll() is None:
-            peak[0] = max(peak[0], tree_rss_kib(proc.pid))
-            time.sleep(0.5)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    out, err = proc.communicate()
-    sampler.join()
-    return time.monotonic() - t0, peak[0], subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+from bench.stack import ROOT, Stack, bench_stack, luigi_cmd, run_measured, succeeded
 
 
 def duckdb_reference(landing: Path) -> dict:
@@ -125,33 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=["backfill", "tasks"], default="backfill")
     parser.add_argument("--keep", action="store_true", help="keep the state dir and services")
     args = parser.parse_args(argv)
-
-    state = Path(tempfile.mkdtemp(prefix="ecom-bench-", dir=ROOT / "var" if (ROOT / "var").exists() else None))
-    overlay = state / "bench.cfg"
-    overlay.write_text(
-        f"[state]\ndir = {state}\n[metastore]\nuri = thrift://127.0.0.1:{PORTS['metastore']}\n"
-        f"[hiveserver2]\nport = {PORTS['hiveserver2']}\n[scheduler_ui]\nport = {PORTS['luigid']}\n"
-        f"[core]\nscheduler_port = {PORTS['luigid']}\n"
-    )
-    env = dict(os.environ, ECOM_CONFIG_OVERLAY=str(overlay))
-    os.environ.update(env)
-    from pipeline import config, services
-
-    config.load_profile()
-    try:
-        return _measure(args, state, env)
-    finally:
-        if not args.keep:
-            services.stop_all()
-            shutil.rmtree(state, ignore_errors=True)
+    with bench_stack(keep=args.keep) as stack:
+        return _measure(args, stack)
 
 
-def _measure(args: argparse.Namespace, state: Path, env: dict) -> int:
-    from pipeline import hs2, services
+def _measure(args: argparse.Namespace, stack: Stack) -> int:
+    from pipeline import hs2
 
-    t0 = time.monotonic()
-    services.start_all()
-    services_s = time.monotonic() - t0
+    state, env, services_s = stack.state, stack.env, stack.services_start_s
     first_day = args.start
     day_cmd = [sys.executable, "-m", "luigi", "--module", "pipeline.tasks.ingest", "IngestDay", "--date", first_day]
     for master in ("ProductsSnapshot", "CountriesSnapshot"):
@@ -162,9 +107,8 @@ def _measure(args: argparse.Namespace, state: Path, env: dict) -> int:
     else:
         stop = (dt.date.fromisoformat(args.end) + dt.timedelta(days=1)).isoformat()
         task = ["RangeDaily", "--of", "IngestDay", "--start", args.start, "--stop", stop]
-    cmd = [sys.executable, "-m", "luigi", "--module", "pipeline.tasks.ingest", *task, "--workers", "1"]
-    wall, peak_kib, proc = run_measured(cmd, env)
-    ok = proc.returncode == 0 and "This progress looks :)" in proc.stdout + proc.stderr
+    wall, peak_kib, proc = run_measured(luigi_cmd("pipeline.tasks.ingest", *task), env)
+    ok = succeeded(proc)
     received, loaded, quarantined, dups, batches = hs2.query(
         "SELECT sum(rows_received), sum(rows_loaded), sum(rows_quarantined), sum(rows_duplicate), count(*) "
         "FROM ecommerce_db.batch_audit WHERE feed = 'transactions'")[0]

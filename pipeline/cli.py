@@ -52,7 +52,7 @@ def _run(args: argparse.Namespace) -> int:
     import luigi
 
     from pipeline import hs2, progress
-    from pipeline.tasks import ingest
+    from pipeline.tasks import dw, ingest
 
     rp = config.replay()
     days_all = list(ingest.source_days())
@@ -65,14 +65,15 @@ def _run(args: argparse.Namespace) -> int:
     mode = args.mode if args.mode != "auto" else ("tasks" if len(days) <= 31 else "backfill")
     log.info("starting embedded services (logs under %s)", config.state().path / "logs")
     services.start_all()
-    log.info("ingesting %d trading days %s .. %s through luigid (%s mode); details in %s",
+    log.info("ingesting %d trading days %s .. %s and publishing their marts through luigid (%s mode); "
+             "details in %s",
              len(days), days[0], days[-1], mode, config.state().path / "logs" / "pipeline.log")
     printer = progress.ProgressPrinter(days)
     printer.register()
     if mode == "tasks":
-        tasks = [ingest.IngestDay(d) for d in days]
+        tasks = [dw.MartsReady(d) for d in days]
     else:
-        tasks = [ingest.IngestBackfill(start=days[0], end=days[-1])]
+        tasks = [dw.MartsBackfill(start=days[0], end=days[-1])]
     ui = config.scheduler_ui()
     t0 = time.monotonic()
     luigi.configuration.get_config().set("core", "no_configure_logging", "true")
@@ -107,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("services", help="start, stop or show the embedded services")
     sp.add_argument("action", choices=["start", "stop", "status"])
     sp.set_defaults(func=_services)
-    rp = sub.add_parser("run", help="start the services and ingest a window of the real data through luigid")
+    rp = sub.add_parser("run", help="start the services, ingest a window of the real data and publish its marts "
+                                    "through luigid")
     rp.add_argument("--start", type=_date, help="first day (default [replay] demo_start, 2010-12-01)")
     rp.add_argument("--end", type=_date, help="last day, inclusive (default [replay] demo_end, 2010-12-08)")
     rp.add_argument("--all", action="store_true", help="the whole year 2010-12-01 .. 2011-12-09")

@@ -42,6 +42,22 @@ class ProgressPrinter:
             c = _read_marker(task)
             progress.info("%s quarantine retry: %s retried, %s released", self._prefix(task.date),
                           c.get("retried"), c.get("released"))
+        else:
+            self._on_dw_success(task)
+
+    def _on_dw_success(self, task: luigi.Task) -> None:
+        from pipeline.tasks import dw
+
+        rebuilt = f" (rebuilt, input revision {task.revision})" if getattr(task, "revision", "") else ""
+        if isinstance(task, dw.FactSales):
+            c = _read_marker(task)
+            progress.info("%s fact_sales: %s lines, line_amount %s%s", self._prefix(task.date), c.get("rows"),
+                          c.get("line_amount"), rebuilt)
+        elif isinstance(task, dw.MartsReady):
+            c = _read_marker(task)
+            checks = c.get("reconciliation", {})
+            progress.info("%s marts ready at %s UTC, %d/%d reconciliation checks passed%s", self._prefix(task.date),
+                          c.get("ready_at"), sum(checks.values()), len(checks), rebuilt)
 
     def on_failure(self, task: luigi.Task, exc: Exception) -> None:
         self.failed += 1
@@ -75,7 +91,11 @@ def summary(start: dt.date, end: dt.date) -> list[str]:
     out += [f"{r[0]:<13}{r[1]:>8}{r[2]:>10}{r[3]:>10}{r[4]:>12}{r[5]:>10}{r[6]:>10}" for r in rows]
     out.append("")
     for table in ("transactions_raw", "products", "countries", "transactions_quarantine", "batch_audit",
-                  "master_data_warnings"):
-        (count,), = hs2.query(f"SELECT count(*) FROM ecommerce_db.{table}")
-        out.append(f"ecommerce_db.{table:<24}{count:>10} rows")
+                  "master_data_warnings", "ecommerce_dw.fact_sales", "ecommerce_dw.dim_customer",
+                  "ecommerce_mart.mart_daily_sales", "ecommerce_mart.mart_customer_purchase_history",
+                  "ecommerce_mart.mart_customer_rfm", "ecommerce_mart.mart_cohort_retention",
+                  "ecommerce_mart.marts_ready"):
+        name = table if "." in table else f"ecommerce_db.{table}"
+        (count,), = hs2.query(f"SELECT count(*) FROM {name}")
+        out.append(f"{name:<46}{count:>10} rows")
     return out

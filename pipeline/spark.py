@@ -68,6 +68,7 @@ def get_spark(app_name: str = "ecommerce-pipeline") -> SparkSession:
         .config("spark.driver.extraJavaOptions", java_opts)
         .config("spark.executor.extraJavaOptions", java_opts)
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.driver.host", sp.driver_host)
         .config("spark.driver.bindAddress", sp.driver_host)
         .config("spark.sql.adaptive.enabled", "true")

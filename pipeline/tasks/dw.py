@@ -1,14 +1,19 @@
-"""Yellow/Green phases (work in progress): star schema in ``ecommerce_dw`` and the daily sales mart.
+"""Yellow/Green phases: the star schema in ``ecommerce_dw`` and the marts in ``ecommerce_mart``.
 
-    luigi --module pipeline.tasks.dw MartDailySales --date 2010-12-02
+    luigi --module pipeline.tasks.dw MartsReady --date 2010-12-02
+    luigi --module pipeline.tasks.dw MartsBackfill --start 2010-12-01 --end 2011-12-09
 
-Facts and marts are partitioned by invoice date and rebuilt per date from the batches that carry lines
-for it (``ecommerce_db.batch_invoice_dates``), so a day's cost does not depend on history.
+Facts and date marts are partitioned by invoice date and built per date from the batches that carry lines
+for it (``ecommerce_db.batch_invoice_dates``), so a day's cost does not depend on history. Each fact
+marker records the date's input revision (its batches and their row counts); ``RefreshLateDates`` rebuilds
+every earlier date whose revision changed (late lines, lines released from quarantine) with the
+``revision`` parameter, before the run date's customer-level marts are computed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 
 import holidays
@@ -19,10 +24,20 @@ from pyspark.sql import functions as F
 
 from pipeline import fs, load
 from pipeline import warehouse as wh
-from pipeline.tasks.ingest import CountriesSnapshot, IngestDay, ProductsSnapshot, marker, spark_with_schema
+from pipeline.tasks.ingest import (
+    CountriesSnapshot,
+    IngestBackfill,
+    IngestDay,
+    ProductsSnapshot,
+    marker,
+    previous_trading_day,
+    source_days,
+    spark_with_schema,
+)
 from pipeline.transforms import star
 
 log = logging.getLogger(__name__)
+progress = logging.getLogger("pipeline.progress")
 
 DW, MART = "ecommerce_dw", "ecommerce_mart"
 wh.SCHEMAS[DW] = {
@@ -50,9 +65,10 @@ wh.SCHEMAS[DW] = {
             is_merchandise BOOLEAN, batch_id STRING""",
         "partition": "invoice_date DATE",
     },
-    "customer_orders_daily": {
-        "grain": "one row per known customer, invoice date and country (feeds dim_customer incrementally)",
-        "columns": "customer_id INT, country_code STRING, orders BIGINT, lines BIGINT",
+    "customer_sales_daily": {
+        "grain": "one row per known customer, invoice date and country (feeds the customer-level tables)",
+        "columns": """customer_id INT, country_code STRING, orders BIGINT, lines BIGINT,
+            gross_revenue DECIMAL(18,3), returns_amount DECIMAL(18,3)""",
         "partition": "invoice_date DATE",
     },
     "dim_customer": {
@@ -89,6 +105,17 @@ wh.SCHEMAS[MART] = {
             is_cancellation BOOLEAN, country_name STRING""",
         "partition": "invoice_date DATE",
     },
+    "mart_customer_rfm": {
+        "grain": "one row per known customer with an order, as of each run date",
+        "columns": """customer_key BIGINT, customer_id INT, last_order_date DATE, recency_days INT, frequency BIGINT,
+            monetary_gbp DECIMAL(18,3), r_score INT, f_score INT, m_score INT, rfm_cell STRING, segment STRING""",
+        "partition": "as_of_date DATE",
+    },
+    "mart_cohort_retention": {
+        "grain": "one row per first-purchase month and months since it, as of the latest run date",
+        "columns": """as_of_date DATE, cohort_month DATE, months_since INT, activity_month DATE,
+            cohort_customers BIGINT, customers_active BIGINT, retention_rate DECIMAL(6,4)""",
+    },
     "marts_ready": {
         "grain": "one row per invoice date whose marts are all published, with the moment they were",
         "columns": "invoice_date DATE, ready_at TIMESTAMP, marts STRING",
@@ -101,6 +128,10 @@ class dw(luigi.Config):
     calendar_end = luigi.DateParameter(default=dt.date(2012, 12, 31))
 
 
+class ReconciliationError(RuntimeError):
+    """The fact, the raw lines and the daily mart of a date disagree: its marts are not declared ready."""
+
+
 def dw_spark():
     spark = spark_with_schema()
     wh.ensure_schema(spark, DW)
@@ -108,21 +139,33 @@ def dw_spark():
     return spark
 
 
-def lines_for_date(spark, day: dt.date):
-    """The loaded raw lines with invoice date ``day``, read only from the batches that carry such lines."""
+def _dates_col(column: str, dates: list[dt.date]):
+    return F.col(column).isin([F.lit(d) for d in dates])
+
+
+def input_revisions(spark, dates: list[dt.date] | None = None) -> dict[dt.date, str]:
+    """Per invoice date, a digest of the batches carrying its lines and their row counts.
+
+    It changes exactly when a batch brings lines for the date or a quarantine retry releases some.
+    """
+    index = wh.read(spark, "batch_invoice_dates")
+    if dates is not None:
+        index = index.where(_dates_col("invoice_date", dates))
+    parts = index.groupBy("invoice_date").agg(F.sort_array(F.collect_list(
+        F.concat_ws(":", "batch_id", F.col("rows_loaded").cast("string")))).alias("parts")).collect()
+    return {r.invoice_date: hashlib.sha1("|".join(r.parts).encode()).hexdigest()[:12] for r in parts}
+
+
+def lines_for_dates(spark, dates: list[dt.date]) -> DataFrame:
+    """The loaded raw lines with an invoice date in ``dates``, read only from the batches that carry them."""
     batches = [r.batch_id for r in wh.read(spark, "batch_invoice_dates")
-               .where(F.col("invoice_date") == F.lit(day)).select("batch_id").collect()]
-    lines = (wh.read(spark, "transactions_raw").where(F.col("batch_id").isin(batches))
-             .where(F.to_date("invoice_ts") == F.lit(day)))
-    return batches, lines
+               .where(_dates_col("invoice_date", dates)).select("batch_id").distinct().collect()]
+    return (wh.read(spark, "transactions_raw").where(F.col("batch_id").isin(batches))
+            .where(F.to_date("invoice_ts").isin([F.lit(d) for d in dates])))
 
 
-def fact_for_date(spark, day: dt.date):
-    return wh.read(spark, f"{DW}.fact_sales").where(F.col("invoice_date") == F.lit(day))
-
-
-def publish_date(spark, df, table: str, day: dt.date) -> None:
-    wh.replace_partitions(spark, df.coalesce(1), table, "invoice_date", [str(day)])
+def read_dates(spark, table: str, dates: list[dt.date], column: str = "invoice_date") -> DataFrame:
+    return wh.read(spark, table).where(_dates_col(column, dates))
 
 
 class DimDate(luigi.Task):
@@ -145,53 +188,75 @@ class DimDate(luigi.Task):
 
 
 class _DailyTable(luigi.Task):
-    """Publishes one table for one date: a date partition (``partitioned``) or the whole table."""
+    """Publishes one table for a run date: its date partition (``partition``) or the whole table.
+
+    ``revision`` is set when ``RefreshLateDates`` rebuilds a date whose input changed after it was
+    published: the task is then complete only when its marker carries that revision.
+    ``publish`` builds several dates in one Spark pass (backfills) and writes each date's marker.
+    """
 
     date = luigi.DateParameter()
+    revision = luigi.Parameter(default="", description="input revision of a rebuilt date ('' = first build)")
     resources = {"ecommerce_db_writer": 1}
     table = ""
-    partitioned = True
+    partition: str | None = "invoice_date"
+    sort_by: tuple[str, ...] = ()
 
     def output(self):
         db, name = self.table.split(".")
         return marker("dw" if db == DW else "mart", name, f"{self.date}.json")
 
-    def build(self, spark) -> DataFrame:
+    def complete(self):
+        if not self.revision:
+            return super().complete()
+        out = self.output()
+        return out.exists() and fs.read_json(out.path).get("revision") == self.revision
+
+    def build(self, spark, dates: list[dt.date]) -> DataFrame:
         raise NotImplementedError
 
+    def marker_facts(self, spark, dates: list[dt.date]) -> dict[dt.date, dict]:
+        return {}
+
     def run(self):
-        spark = dw_spark()
-        self.summary: dict = {}
-        df = self.build(spark)
-        if self.partitioned:
-            publish_date(spark, df, self.table, self.date)
+        self.publish(dw_spark(), [self.date])
+
+    def publish(self, spark, dates: list[dt.date]) -> None:
+        df = self.build(spark, dates)
+        if self.partition:
+            df = df.coalesce(1) if len(dates) == 1 else df.repartition(self.partition)
+            if self.sort_by:
+                df = df.sortWithinPartitions(self.partition, *self.sort_by)
+            wh.replace_partitions(spark, df, self.table, self.partition, [str(d) for d in dates])
         else:
             wh.replace_table(spark, df.coalesce(1), self.table)
-        df.unpersist()
-        fs.write_json(self.output().path, {"date": self.date, **self.summary})
+        facts = self.marker_facts(spark, dates)
+        for d in dates:
+            fs.write_json(self.clone(date=d).output().path, {"date": d, "revision": self.revision,
+                                                              **facts.get(d, {})})
 
 
 class DimProduct(_DailyTable):
     """``ecommerce_dw.dim_product`` as of a day's products snapshot."""
 
-    table, partitioned = f"{DW}.dim_product", False
+    table, partition = f"{DW}.dim_product", None
 
     def requires(self):
         return ProductsSnapshot(self.date)
 
-    def build(self, spark):
+    def build(self, spark, dates):
         return star.dim_product(wh.read(spark, "products"), load.non_product_patterns())
 
 
 class DimCountry(_DailyTable):
     """``ecommerce_dw.dim_country`` as of a day's countries snapshot."""
 
-    table, partitioned = f"{DW}.dim_country", False
+    table, partition = f"{DW}.dim_country", None
 
     def requires(self):
         return CountriesSnapshot(self.date)
 
-    def build(self, spark):
+    def build(self, spark, dates):
         return star.dim_country(wh.read(spark, "countries"))
 
 
@@ -203,12 +268,15 @@ class FactSales(_DailyTable):
     def requires(self):
         return [IngestDay(self.date), DimProduct(self.date)]
 
-    def build(self, spark):
-        batches, lines = lines_for_date(spark, self.date)
-        fact = star.fact_sales(lines, wh.read(spark, f"{DW}.dim_product")).cache()
-        rows, amount = fact.agg(F.count(F.lit(1)), F.sum("line_amount")).first()
-        self.summary = {"batches": sorted(batches), "rows": rows, "line_amount": str(amount or 0)}
-        return fact
+    def build(self, spark, dates):
+        return star.fact_sales(lines_for_dates(spark, dates), wh.read(spark, f"{DW}.dim_product"))
+
+    def marker_facts(self, spark, dates):
+        revisions = input_revisions(spark, dates)
+        sums = {r.invoice_date: r for r in read_dates(spark, self.table, dates).groupBy("invoice_date")
+                .agg(F.count(F.lit(1)).alias("rows"), F.sum("line_amount").alias("amount")).collect()}
+        return {d: {"input_revision": revisions.get(d, ""), "rows": sums[d].rows if d in sums else 0,
+                    "line_amount": str(sums[d].amount if d in sums else 0)} for d in dates}
 
 
 class MartDailySales(_DailyTable):
@@ -217,34 +285,11 @@ class MartDailySales(_DailyTable):
     table = f"{MART}.mart_daily_sales"
 
     def requires(self):
-        return [FactSales(self.date), DimCountry(self.date), DimDate()]
+        return [FactSales(self.date, self.revision), DimCountry(self.date), DimDate()]
 
-    def build(self, spark):
-        return star.mart_daily_sales(fact_for_date(spark, self.date), wh.read(spark, f"{DW}.dim_country"))
-
-
-class CustomerOrdersDaily(_DailyTable):
-    """``ecommerce_dw.customer_orders_daily`` partition of one invoice date (orders per customer and country)."""
-
-    table = f"{DW}.customer_orders_daily"
-
-    def requires(self):
-        return IngestDay(self.date)
-
-    def build(self, spark):
-        return star.customer_orders_by_day(lines_for_date(spark, self.date)[1])
-
-
-class DimCustomer(_DailyTable):
-    """``ecommerce_dw.dim_customer`` rebuilt from every day's customer orders up to the run."""
-
-    table, partitioned = f"{DW}.dim_customer", False
-
-    def requires(self):
-        return CustomerOrdersDaily(self.date)
-
-    def build(self, spark):
-        return star.dim_customer(wh.read(spark, f"{DW}.customer_orders_daily"))
+    def build(self, spark, dates):
+        return star.mart_daily_sales(read_dates(spark, f"{DW}.fact_sales", dates),
+                                     wh.read(spark, f"{DW}.dim_country"))
 
 
 class MartHourlySales(_DailyTable):
@@ -253,10 +298,10 @@ class MartHourlySales(_DailyTable):
     table = f"{MART}.mart_hourly_sales"
 
     def requires(self):
-        return FactSales(self.date)
+        return FactSales(self.date, self.revision)
 
-    def build(self, spark):
-        return star.mart_hourly_sales(fact_for_date(spark, self.date))
+    def build(self, spark, dates):
+        return star.mart_hourly_sales(read_dates(spark, f"{DW}.fact_sales", dates))
 
 
 class MartProductPerformance(_DailyTable):
@@ -265,47 +310,198 @@ class MartProductPerformance(_DailyTable):
     table = f"{MART}.mart_product_performance"
 
     def requires(self):
-        return FactSales(self.date)
+        return FactSales(self.date, self.revision)
 
-    def build(self, spark):
-        return star.mart_product_performance(fact_for_date(spark, self.date), wh.read(spark, f"{DW}.dim_product"))
+    def build(self, spark, dates):
+        return star.mart_product_performance(read_dates(spark, f"{DW}.fact_sales", dates),
+                                             wh.read(spark, f"{DW}.dim_product"))
 
 
-class MartCustomerPurchaseHistory(_DailyTable):
-    """``ecommerce_mart.mart_customer_purchase_history`` partition of one invoice date (shoppers' view)."""
+class CustomerSalesDaily(_DailyTable):
+    """``ecommerce_dw.customer_sales_daily`` partition of one invoice date; needs every earlier day's."""
 
-    table = f"{MART}.mart_customer_purchase_history"
+    table = f"{DW}.customer_sales_daily"
 
     def requires(self):
-        return [FactSales(self.date), DimCustomer(self.date), DimCountry(self.date)]
+        prev = previous_trading_day(self.date)
+        return [IngestDay(self.date)] + ([CustomerSalesDaily(prev)] if prev and not self.revision else [])
 
-    def build(self, spark):
-        return star.mart_customer_purchase_history(
-            fact_for_date(spark, self.date), wh.read(spark, f"{DW}.dim_customer"),
-            wh.read(spark, f"{DW}.dim_product"), wh.read(spark, f"{DW}.dim_country"))
-
-
-DAILY_MARTS = (MartDailySales, MartHourlySales, MartProductPerformance, MartCustomerPurchaseHistory)
+    def build(self, spark, dates):
+        return star.customer_sales_daily(lines_for_dates(spark, dates))
 
 
-class MartsReady(luigi.Task):
-    """Records in ``ecommerce_mart.marts_ready`` the moment every mart of an invoice date is published."""
+class RefreshLateDates(luigi.Task):
+    """Rebuild the star and date marts of every earlier date whose input changed since it was published.
+
+    A date's input changes when a later batch brings lines for it or a quarantine retry releases some;
+    its fact marker's ``input_revision`` then differs from ``input_revisions``. Runs after the day's
+    ingestion and before its customer-level tables, which therefore see the late lines.
+    """
 
     date = luigi.DateParameter()
     resources = {"ecommerce_db_writer": 1}
 
     def requires(self):
-        return [mart(self.date) for mart in DAILY_MARTS]
+        return IngestDay(self.date)
 
     def output(self):
-        return marker("mart", "marts_ready", f"{self.date}.json")
+        return marker("dw", "late_refresh", f"{self.date}.json")
+
+    def stale_dates(self, spark) -> dict[dt.date, str]:
+        stale = {}
+        for day, revision in input_revisions(spark).items():
+            out = FactSales(day).output()
+            if day < self.date and out.exists() and fs.read_json(out.path).get("input_revision") != revision:
+                stale[day] = revision
+        return stale
 
     def run(self):
+        plan = marker("dw", "late_refresh", f"{self.date}.plan.json")
+        if plan.exists():
+            stale = {dt.date.fromisoformat(d): r for d, r in fs.read_json(plan.path)["rebuilt"].items()}
+        else:
+            stale = self.stale_dates(dw_spark())
+            fs.write_json(plan.path, {"rebuilt": {str(d): r for d, r in stale.items()}})
+        if stale:
+            progress.info("[%s] late lines changed %d earlier dates: rebuilding %s", self.date, len(stale),
+                          ", ".join(map(str, sorted(stale))))
+            yield [MartsReady(day, revision) for day, revision in sorted(stale.items())]
+        fs.write_json(self.output().path, {"date": self.date, "rebuilt": {str(d): r for d, r in stale.items()}})
+        plan.remove()
+
+
+class DimCustomer(_DailyTable):
+    """``ecommerce_dw.dim_customer`` rebuilt from every day's customer sales up to the run."""
+
+    table, partition = f"{DW}.dim_customer", None
+
+    def requires(self):
+        deps = [CustomerSalesDaily(self.date, self.revision)]
+        return deps if self.revision else [*deps, RefreshLateDates(self.date)]
+
+    def build(self, spark, dates):
+        return star.dim_customer(wh.read(spark, f"{DW}.customer_sales_daily"))
+
+
+class MartCustomerPurchaseHistory(_DailyTable):
+    """``ecommerce_mart.mart_customer_purchase_history`` partition of one invoice date (shoppers' view).
+
+    Files are sorted by customer, so a shopper's lookup reads one row group per date file.
+    """
+
+    table = f"{MART}.mart_customer_purchase_history"
+    sort_by = ("customer_id", "invoice_ts", "invoice_no")
+
+    def requires(self):
+        return [FactSales(self.date, self.revision), DimCustomer(self.date, self.revision), DimCountry(self.date)]
+
+    def build(self, spark, dates):
+        return star.mart_customer_purchase_history(
+            read_dates(spark, f"{DW}.fact_sales", dates), wh.read(spark, f"{DW}.dim_customer"),
+            wh.read(spark, f"{DW}.dim_product"), wh.read(spark, f"{DW}.dim_country"))
+
+
+class MartCustomerRfm(_DailyTable):
+    """``ecommerce_mart.mart_customer_rfm`` partition of one run date: every customer's RFM scores and segment."""
+
+    table, partition = f"{MART}.mart_customer_rfm", "as_of_date"
+
+    def requires(self):
+        return DimCustomer(self.date)
+
+    def build(self, spark, dates):
+        runs = spark.createDataFrame([(d,) for d in dates], "as_of_date DATE")
+        return star.mart_customer_rfm(wh.read(spark, f"{DW}.customer_sales_daily"), runs)
+
+
+class MartCohortRetention(_DailyTable):
+    """``ecommerce_mart.mart_cohort_retention`` as of the run date (the whole table is replaced)."""
+
+    table, partition = f"{MART}.mart_cohort_retention", None
+
+    def requires(self):
+        return DimCustomer(self.date)
+
+    def build(self, spark, dates):
+        return star.mart_cohort_retention(wh.read(spark, f"{DW}.customer_sales_daily"), max(dates))
+
+
+DATE_MARTS = (MartDailySales, MartHourlySales, MartProductPerformance, MartCustomerPurchaseHistory)
+CUSTOMER_MARTS = (MartCustomerRfm, MartCohortRetention)
+
+
+class MartsReady(_DailyTable):
+    """Records in ``ecommerce_mart.marts_ready`` the moment every mart of a date is published and reconciled.
+
+    Before that, the date's fact must match its raw lines (count and amount), the daily mart must match
+    the fact (gross and returns) and every fact key must exist in its dimension; otherwise the task fails
+    with ``ReconciliationError`` naming the checks, and the date is not declared ready.
+    """
+
+    table, partition = f"{MART}.marts_ready", None
+
+    def requires(self):
+        return [*(m(self.date, self.revision) for m in DATE_MARTS), *(m(self.date) for m in CUSTOMER_MARTS)]
+
+    def reconcile(self, spark, dates) -> dict[dt.date, dict[str, bool]]:
+        dims = {"product_key": f"{DW}.dim_product", "country_key": f"{DW}.dim_country",
+                "customer_key": f"{DW}.dim_customer", "date_key": f"{DW}.dim_date"}
+        checks = star.reconciliation(
+            lines_for_dates(spark, dates), read_dates(spark, f"{DW}.fact_sales", dates),
+            read_dates(spark, f"{MART}.mart_daily_sales", dates),
+            {key: wh.read(spark, table) for key, table in dims.items()}).collect()
+        failed = [f"{r.invoice_date} {r.check}: expected {r.expected}, got {r.actual}" for r in checks
+                  if not r.passed]
+        if failed:
+            raise ReconciliationError("marts not declared ready, reconciliation failed: " + "; ".join(failed))
+        out: dict[dt.date, dict[str, bool]] = {}
+        for r in checks:
+            out.setdefault(r.invoice_date, {})[r.check] = r.passed
+        return out
+
+    def build(self, spark, dates):
+        self._checks = self.reconcile(spark, dates)
+        self._ready_at = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+        names = ",".join(m.__name__ for m in DATE_MARTS + CUSTOMER_MARTS)
+        rows = spark.createDataFrame([(d, self._ready_at, names) for d in dates],
+                                     "invoice_date DATE, ready_at TIMESTAMP, marts STRING")
+        existing = wh.read(spark, self.table).where(~_dates_col("invoice_date", dates))
+        return existing.unionByName(rows)
+
+    def marker_facts(self, spark, dates):
+        return {d: {"ready_at": self._ready_at, "reconciliation": self._checks.get(d, {})} for d in dates}
+
+
+class MartsBackfill(luigi.Task):
+    """Publish the star schema and every mart for a date range in one Spark pass per table.
+
+    Writes the same per-date markers as the daily tasks, so daily runs continue where it stopped. Days
+    before ``start`` must already be done (the customer-level tables need the whole history).
+    """
+
+    start = luigi.DateParameter()
+    end = luigi.DateParameter()
+    resources = {"ecommerce_db_writer": 1}
+
+    @property
+    def days(self) -> list[dt.date]:
+        return [d for d in source_days() if self.start <= d <= self.end]
+
+    def requires(self):
+        prev = previous_trading_day(self.days[0]) if self.days else None
+        return [IngestBackfill(self.start, self.end)] + ([MartsReady(prev)] if prev else [])
+
+    def complete(self):
+        return all(MartsReady(d).complete() for d in self.days)
+
+    def run(self):
+        days = self.days
+        yield [DimDate(), DimProduct(days[-1]), DimCountry(days[-1])]
         spark = dw_spark()
-        ready_at = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
-        names = ",".join(m.__name__ for m in DAILY_MARTS)
-        row = spark.createDataFrame([(self.date, ready_at, names)],
-                                    "invoice_date DATE, ready_at TIMESTAMP, marts STRING")
-        existing = wh.read(spark, f"{MART}.marts_ready").where(F.col("invoice_date") != F.lit(self.date))
-        wh.replace_table(spark, existing.unionByName(row).coalesce(1), f"{MART}.marts_ready")
-        fs.write_json(self.output().path, {"date": self.date, "ready_at": ready_at})
+        for table in (FactSales, CustomerSalesDaily, DimCustomer, *DATE_MARTS, *CUSTOMER_MARTS):
+            progress.info("%s: publishing %d dates", table.__name__, len(days))
+            table(days[-1]).publish(spark, days)
+        for d in days:
+            fs.write_json(RefreshLateDates(d).output().path, {"date": d, "rebuilt": {}, "backfill": True})
+        progress.info("MartsReady: reconciling %d dates", len(days))
+        MartsReady(days[-1]).publish(spark, days)

@@ -46,6 +46,14 @@ def ingested(stack):
     return stack
 
 
+@pytest.fixture(scope="session")
+def marts(ingested):
+    """The integration days with their star schema and marts published."""
+    run_luigi("RangeDaily", "--of", "MartsReady", "--start", str(DAYS[0]),
+              "--stop", str(DAYS[-1] + dt.timedelta(1)), module="pipeline.tasks.dw")
+    return ingested
+
+
 
 
 def run_luigi(*args: str, check: bool = True, env: dict | None = None,
@@ -74,3 +82,7 @@ def overlay_env(stack: dict, path: Path, section: str, **values: str) -> dict:
 
 def warehouse_path(uri: str) -> Path:
     return Path(uri.removeprefix("file://"))
+
+
+def marker_path(stack: dict, *parts: str) -> Path:
+    return warehouse_path(stack["warehouse"]).joinpath("_markers", *parts)

@@ -38,6 +38,18 @@ def new_code_line():
 INJECTED, NEW_CODE = new_code_line()
 
 
+def loaded_rows(day):
+    """The fields of the lines the pipeline loads for ``day``: source lines de-duplicated inside each
+    4-hour window (duplicates are exact copies in one window), plus the injected line a retry releases."""
+    per_window = {}
+    for ln in source_lines(day):
+        per_window.setdefault(int(fields(ln)[4][11:13]) // 4, set()).add(ln)
+    rows = [fields(ln) for group in per_window.values() for ln in group]
+    if day == DAYS[1]:
+        rows.append(fields(INJECTED))
+    return rows
+
+
 def expected_batches():
     """batch_id -> (received, duplicates) from the source files plus the lines this test injects."""
     out = {}

@@ -112,9 +112,10 @@ wh.SCHEMAS[MART] = {
         "partition": "as_of_date DATE",
     },
     "mart_cohort_retention": {
-        "grain": "one row per first-purchase month and months since it, as of the latest run date",
-        "columns": """as_of_date DATE, cohort_month DATE, months_since INT, activity_month DATE,
-            cohort_customers BIGINT, customers_active BIGINT, retention_rate DECIMAL(6,4)""",
+        "grain": "one row per first-purchase month and months since it, as of each run date",
+        "columns": """cohort_month DATE, months_since INT, activity_month DATE, cohort_customers BIGINT,
+            customers_active BIGINT, retention_rate DECIMAL(6,4)""",
+        "partition": "as_of_date DATE",
     },
     "marts_ready": {
         "grain": "one row per invoice date whose marts are all published, with the moment they were",
@@ -401,6 +402,10 @@ class MartCustomerPurchaseHistory(_DailyTable):
             wh.read(spark, f"{DW}.dim_product"), wh.read(spark, f"{DW}.dim_country"))
 
 
+def as_of(spark, dates: list[dt.date]) -> DataFrame:
+    return spark.createDataFrame([(d,) for d in dates], "as_of_date DATE")
+
+
 class MartCustomerRfm(_DailyTable):
     """``ecommerce_mart.mart_customer_rfm`` partition of one run date: every customer's RFM scores and segment."""
 
@@ -410,20 +415,19 @@ class MartCustomerRfm(_DailyTable):
         return DimCustomer(self.date)
 
     def build(self, spark, dates):
-        runs = spark.createDataFrame([(d,) for d in dates], "as_of_date DATE")
-        return star.mart_customer_rfm(wh.read(spark, f"{DW}.customer_sales_daily"), runs)
+        return star.mart_customer_rfm(wh.read(spark, f"{DW}.customer_sales_daily"), as_of(spark, dates))
 
 
 class MartCohortRetention(_DailyTable):
-    """``ecommerce_mart.mart_cohort_retention`` as of the run date (the whole table is replaced)."""
+    """``ecommerce_mart.mart_cohort_retention`` partition of one run date: retention of every monthly cohort."""
 
-    table, partition = f"{MART}.mart_cohort_retention", None
+    table, partition = f"{MART}.mart_cohort_retention", "as_of_date"
 
     def requires(self):
         return DimCustomer(self.date)
 
     def build(self, spark, dates):
-        return star.mart_cohort_retention(wh.read(spark, f"{DW}.customer_sales_daily"), max(dates))
+        return star.mart_cohort_retention(wh.read(spark, f"{DW}.customer_sales_daily"), as_of(spark, dates))
 
 
 DATE_MARTS = (MartDailySales, MartHourlySales, MartProductPerformance, MartCustomerPurchaseHistory)

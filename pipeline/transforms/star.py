@@ -294,26 +294,30 @@ def mart_customer_rfm(sales_daily: DataFrame, as_of_dates: DataFrame) -> DataFra
         "*", F.concat_ws("", "r_score", "f_score", "m_score").alias("rfm_cell"), segment.alias("segment"))
 
 
-def mart_cohort_retention(sales_daily: DataFrame, as_of: dt.date) -> DataFrame:
-    """One row per first-purchase month (cohort) and months since it, as of the run date ``as_of``.
+def mart_cohort_retention(sales_daily: DataFrame, as_of_dates: DataFrame) -> DataFrame:
+    """One row per first-purchase month (cohort) and months since it, as of each run date (``as_of_date``).
 
-    A customer joins the cohort of the month of their first order (non-cancelled invoice) and is active
-    in a month when they place an order in it. Every month from the cohort's to the run date's is listed,
-    with 0 active customers where nobody ordered. ``retention_rate = customers_active / cohort_customers``.
+    Only days up to the run date count. A customer joins the cohort of the month of their first order
+    (non-cancelled invoice) and is active in a month when they place an order in it. Every month from the
+    cohort's to the run date's is listed, with 0 active customers where nobody ordered.
+    ``retention_rate = customers_active / cohort_customers``.
     """
-    orders = sales_daily.where((F.col("orders") > 0) & (F.col("invoice_date") <= F.lit(as_of)))
-    months = orders.select("customer_id", F.trunc("invoice_date", "month").alias("activity_month")).distinct()
-    cohorts = months.groupBy("customer_id").agg(F.min("activity_month").alias("cohort_month"))
-    sizes = cohorts.groupBy("cohort_month").agg(F.count(F.lit(1)).alias("cohort_customers"))
+    orders = sales_daily.where(F.col("orders") > 0).join(F.broadcast(as_of_dates),
+                                                         F.col("invoice_date") <= F.col("as_of_date"))
+    months = orders.select("as_of_date", "customer_id",
+                           F.trunc("invoice_date", "month").alias("activity_month")).distinct()
+    cohorts = months.groupBy("as_of_date", "customer_id").agg(F.min("activity_month").alias("cohort_month"))
+    sizes = cohorts.groupBy("as_of_date", "cohort_month").agg(F.count(F.lit(1)).alias("cohort_customers"))
     grid = sizes.select(
-        "cohort_month", "cohort_customers",
-        F.explode(F.sequence(F.lit(0), F.months_between(F.trunc(F.lit(as_of), "month"), "cohort_month")
+        "as_of_date", "cohort_month", "cohort_customers",
+        F.explode(F.sequence(F.lit(0), F.months_between(F.trunc("as_of_date", "month"), "cohort_month")
                              .cast("int"))).alias("months_since"))
-    active = months.join(cohorts, "customer_id").groupBy(
-        "cohort_month", F.months_between("activity_month", "cohort_month").cast("int").alias("months_since")
+    active = months.join(cohorts, ["as_of_date", "customer_id"]).groupBy(
+        "as_of_date", "cohort_month",
+        F.months_between("activity_month", "cohort_month").cast("int").alias("months_since"),
     ).agg(F.count(F.lit(1)).alias("customers_active"))
-    return grid.join(active, ["cohort_month", "months_since"], "left").select(
-        F.lit(as_of).alias("as_of_date"), "cohort_month", "months_since",
+    return grid.join(active, ["as_of_date", "cohort_month", "months_since"], "left").select(
+        "as_of_date", "cohort_month", "months_since",
         F.add_months("cohort_month", F.col("months_since")).alias("activity_month"),
         F.col("cohort_customers").cast("bigint").alias("cohort_customers"),
         F.coalesce("customers_active", F.lit(0)).cast("bigint").alias("customers_active"),

@@ -183,31 +183,6 @@ def test_a_wrong_metastore_uri_fails_fast_without_a_private_catalog(ingested, tm
     assert not (tmp_path / "metastore_db").exists()
 
 
-def test_out_of_order_snapshot_is_refused_and_changes_nothing(ingested):
-    before = table_state()["products"]
-    script = (
-        "import datetime as dt\n"
-        "from pipeline import load\n"
-        "from pipeline.tasks import ingest\n"
-        "from pipeline.transforms.masters import OutOfOrderSnapshot\n"
-        "spark = ingest.spark_with_schema()\n"
-        "for d in (dt.date(2010, 12, 3), dt.date(2010, 12, 5)):\n"
-        "    ingest.ReplayDay(d).run() if not ingest.ReplayDay(d).complete() else None\n"
-        "load.load_product_snapshots(spark, [ingest.snapshot_batch('products', dt.date(2010, 12, 5))])\n"
-        "try:\n"
-        "    load.load_product_snapshots(spark, [ingest.snapshot_batch('products', dt.date(2010, 12, 3))])\n"
-        "except OutOfOrderSnapshot as exc:\n"
-        "    print('REFUSED', exc)\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "REFUSED snapshot 2010-12-03 is older than the latest applied snapshot 2010-12-05" in proc.stdout
-    after = hs2.query("SELECT * FROM ecommerce_db.products")
-    assert len(after) >= len(before)
-    assert not [r for r in after if str(r[4]) == "2010-12-03"]  # no version starts on the refused date
-    assert [r for r in after if str(r[4]) == "2010-12-05"]  # the applied one did
-
-
 def test_catalog_and_data_survive_a_metastore_restart(ingested):
     before = table_state()
     tables = sorted(hs2.query("SHOW TABLES IN ecommerce_db"))

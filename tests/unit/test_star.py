@@ -250,7 +250,10 @@ def test_mart_cohort_retention_lists_every_month_with_zeros(spark):
         (as_of, jan, 1, feb, 1, 0, D("0.0000")),
     ], "as_of_date DATE, cohort_month DATE, months_since INT, activity_month DATE, cohort_customers BIGINT, "
        "customers_active BIGINT, retention_rate DECIMAL(6,4)")
-    assertDataFrameEqual(star.mart_cohort_retention(rows, as_of), expected)
+    runs = spark.createDataFrame([(as_of,), (dt.date(2010, 12, 31),)], "as_of_date DATE")
+    expected = expected.unionByName(spark.createDataFrame(
+        [(dt.date(2010, 12, 31), dec, 0, dec, 2, 2, D("1.0000"))], expected.schema))   # December only
+    assertDataFrameEqual(star.mart_cohort_retention(rows, runs), expected)
 
 
 RECON_FACT = ("invoice_date DATE, product_key BIGINT, country_key BIGINT, invoice_no STRING, quantity INT, "

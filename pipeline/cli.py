@@ -102,6 +102,21 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _anomaly(args: argparse.Namespace) -> int:
+    from pipeline.spark import MetastoreUnavailable
+    from pipeline.tasks import quality
+    from pipeline.transforms import anomalies
+
+    try:
+        change = quality.set_status(args.line_id, args.status, args.by, args.note)
+    except (anomalies.InvalidTransition, quality.UnknownAnomaly, MetastoreUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"anomaly {change['line_id']} ({change['invoice_date']}): {change['from']} -> {change['to']} "
+          f"by {change['by']} at {change['at']} UTC")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -127,6 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--from-warehouse", action="store_true",
                      help="start from the warehouse's current products and countries (over HiveServer2)")
     syn.set_defaults(func=_synth)
+    an = sub.add_parser("anomaly", help="change the status of a flagged line (NEW -> ACKNOWLEDGED -> RESOLVED, "
+                                        "or FALSE_POSITIVE)")
+    an.add_argument("line_id")
+    an.add_argument("status", choices=["ACKNOWLEDGED", "RESOLVED", "FALSE_POSITIVE"])
+    an.add_argument("--by", required=True, help="who makes the change")
+    an.add_argument("--note", default="", help="why")
+    an.set_defaults(func=_anomaly)
     return parser
 
 

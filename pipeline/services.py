@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from pipeline import config
+from pipeline.spark import METASTORE_IN_FILTER
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +233,7 @@ class HiveServer2(Service):
             "--conf", f"spark.sql.warehouse.dir={config.warehouse().uri}/hive",
             "--conf", f"spark.sql.session.timeZone={config.spark().session_time_zone}",
             "--conf", "spark.ui.enabled=false",
+            "--conf", "=".join(METASTORE_IN_FILTER),
             "--conf", f"spark.driver.extraJavaOptions={opts}",
             "--class", "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2",
             "spark-internal",

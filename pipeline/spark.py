@@ -17,6 +17,11 @@ log = logging.getLogger(__name__)
 _session: SparkSession | None = None
 
 
+# A partition filter with hundreds of values (a backfill's dates) fails in the metastore as one long OR;
+# above this many values Spark asks the metastore for the min..max range instead and filters the rest itself.
+METASTORE_IN_FILTER = ("spark.sql.hive.metastorePartitionPruningInSetThreshold", "32")
+
+
 class MetastoreUnavailable(RuntimeError):
     """The configured Hive metastore cannot be reached; no Spark session falls back to a private catalog."""
 
@@ -69,6 +74,7 @@ def get_spark(app_name: str = "ecommerce-pipeline") -> SparkSession:
         .config("spark.executor.extraJavaOptions", java_opts)
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
+        .config(*METASTORE_IN_FILTER)
         .config("spark.driver.host", sp.driver_host)
         .config("spark.driver.bindAddress", sp.driver_host)
         .config("spark.sql.adaptive.enabled", "true")

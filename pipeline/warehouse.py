@@ -94,12 +94,37 @@ def new_version() -> str:
     return f"v{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}_{uuid.uuid4().hex[:6]}"
 
 
+class SchemaMismatch(RuntimeError):
+    """A table exists with other partition columns than this version of the pipeline publishes."""
+
+
+_checked: set[tuple[str, str]] = set()
+
+
+def _check_partitioning(spark: SparkSession, db: str, table: str, spec: dict) -> None:
+    if (db, table) in _checked:
+        return
+    expected = [c.split()[0] for c in spec.get("partition", "").split(",") if c.strip()]
+    actual = [c.name for c in spark.catalog.listColumns(table, db) if c.isPartition]
+    if actual != expected:
+        raise SchemaMismatch(
+            f"{db}.{table} is partitioned by ({', '.join(actual) or 'nothing'}) but this version publishes it "
+            f"partitioned by ({', '.join(expected) or 'nothing'}). It is derived data: drop it "
+            f"(DROP TABLE {db}.{table}) and remove its markers under <warehouse>/_markers to rebuild it, or start "
+            "from a clean state dir (make clean)")
+    _checked.add((db, table))
+
+
 def ensure_schema(spark: SparkSession, db: str = DB) -> None:
-    """Create a database of ``SCHEMAS`` and every table of it if missing (idempotent)."""
+    """Create a database of ``SCHEMAS`` and every table of it if missing (idempotent).
+
+    An existing table with other partition columns than its spec is refused with ``SchemaMismatch``.
+    """
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {db} LOCATION '{db_location(db)}'")
     existing = {r.tableName for r in spark.sql(f"SHOW TABLES IN {db}").collect()}
     for table, spec in SCHEMAS[db].items():
         if table in existing:
+            _check_partitioning(spark, db, table, spec)
             continue
         partition = f"PARTITIONED BY ({spec['partition']})" if "partition" in spec else ""
         root = table_root(f"{db}.{table}")
@@ -163,46 +188,66 @@ def replace_table(spark: SparkSession, df: DataFrame, table: str) -> str:
     return location
 
 
-def existing_partitions(spark: SparkSession, table: str) -> set[str]:
-    return {r[0].split("=", 1)[1] for r in spark.sql(f"SHOW PARTITIONS {name(table)}").collect()}
+PartitionValue = str | tuple[str, ...]
+
+
+def _partition_dir(columns: tuple[str, ...], value: tuple[str, ...]) -> str:
+    return "/".join(f"{c}={v}" for c, v in zip(columns, value, strict=True))
+
+
+def _partition_spec(columns: tuple[str, ...], value: tuple[str, ...]) -> str:
+    return ", ".join(f"{c}='{v}'" for c, v in zip(columns, value, strict=True))
+
+
+def existing_partitions(spark: SparkSession, table: str) -> set[PartitionValue]:
+    """Partition values of ``table``: strings for one partition column, tuples for several."""
+    out: set[PartitionValue] = set()
+    for (spec,) in spark.sql(f"SHOW PARTITIONS {name(table)}").collect():
+        values = tuple(part.split("=", 1)[1] for part in spec.split("/"))
+        out.add(values[0] if len(values) == 1 else values)
+    return out
 
 
 def replace_partitions(
-    spark: SparkSession, df: DataFrame, table: str, column: str, values: list[str]
+    spark: SparkSession, df: DataFrame, table: str, column: str | tuple[str, ...], values: list[PartitionValue]
 ) -> None:
     """Publish ``df`` as the full content of the partitions ``values`` of ``table`` (others untouched).
 
-    Each partition gets a new version directory; new partitions are added and existing ones swapped with
-    one metastore call each. A value without rows becomes an empty partition.
+    ``column`` is the partition column, or a tuple of them with tuple ``values``. Each partition gets a new
+    version directory; new partitions are added and existing ones swapped with one metastore call each. A
+    value without rows becomes an empty partition.
     """
     if not values:
         return
+    columns = (column,) if isinstance(column, str) else tuple(column)
+    tuples = [(v,) if isinstance(v, str) else tuple(v) for v in values]
     hfs = HadoopFS(spark)
     version = new_version()
     staging = fs.join(table_root(table), "_staging", version)
-    df.write.partitionBy(column).mode("errorifexists").parquet(staging)
+    df.write.partitionBy(*columns).mode("errorifexists").parquet(staging)
     locations = {}
-    for value in values:
-        part_dir = fs.join(table_root(table), f"{column}={value}")
+    for value in tuples:
+        part_dir = fs.join(table_root(table), _partition_dir(columns, value))
         target = fs.join(part_dir, version)
         hfs.mkdirs(part_dir)
-        src = fs.join(staging, f"{column}={value}")
+        src = fs.join(staging, _partition_dir(columns, value))
         if hfs.exists(src):
             hfs.rename(src, target)
         else:
             hfs.mkdirs(target)
         locations[value] = target
     hfs.delete(staging)
-    present = existing_partitions(spark, table)
-    new = [v for v in values if v not in present]
+    present = {(p,) if isinstance(p, str) else p for p in existing_partitions(spark, table)}
+    new = [v for v in tuples if v not in present]
     if new:
-        specs = " ".join(f"PARTITION ({column}='{v}') LOCATION '{locations[v]}'" for v in new)
+        specs = " ".join(f"PARTITION ({_partition_spec(columns, v)}) LOCATION '{locations[v]}'" for v in new)
         spark.sql(f"ALTER TABLE {name(table)} ADD IF NOT EXISTS {specs}")
-    for v in values:
+    for v in tuples:
         if v in present:
-            spark.sql(f"ALTER TABLE {name(table)} PARTITION ({column}='{v}') SET LOCATION '{locations[v]}'")
-    for v in values:
-        hfs.gc_versions(fs.join(table_root(table), f"{column}={v}"))
+            spark.sql(f"ALTER TABLE {name(table)} PARTITION ({_partition_spec(columns, v)}) "
+                      f"SET LOCATION '{locations[v]}'")
+    for v in tuples:
+        hfs.gc_versions(fs.join(table_root(table), _partition_dir(columns, v)))
 
 
 def read(spark: SparkSession, table: str) -> DataFrame:

@@ -100,10 +100,10 @@ wh.SCHEMAS[MART] = {
     },
     "mart_customer_purchase_history": {
         "grain": "one row per invoice line of a known customer (the purchase history the storefront reads)",
-        "columns": """customer_id INT, invoice_no STRING, invoice_ts TIMESTAMP, stock_code STRING,
+        "columns": """invoice_date DATE, customer_id INT, invoice_no STRING, invoice_ts TIMESTAMP, stock_code STRING,
             description STRING, quantity INT, unit_price_paid DECIMAL(12,3), line_amount DECIMAL(18,3),
             is_cancellation BOOLEAN, country_name STRING""",
-        "partition": "invoice_date DATE",
+        "partition": "invoice_month DATE, customer_bucket INT",
     },
     "mart_customer_rfm": {
         "grain": "one row per known customer with an order, as of each run date",
@@ -200,7 +200,7 @@ class _DailyTable(luigi.Task):
     revision = luigi.Parameter(default="", description="input revision of a rebuilt date ('' = first build)")
     resources = {"ecommerce_db_writer": 1}
     table = ""
-    partition: str | None = "invoice_date"
+    partition: str | tuple[str, ...] | None = "invoice_date"
     sort_by: tuple[str, ...] = ()
 
     def output(self):
@@ -219,16 +219,20 @@ class _DailyTable(luigi.Task):
     def marker_facts(self, spark, dates: list[dt.date]) -> dict[dt.date, dict]:
         return {}
 
+    def partition_values(self, dates: list[dt.date]) -> list:
+        return [str(d) for d in dates]
+
     def run(self):
         self.publish(dw_spark(), [self.date])
 
     def publish(self, spark, dates: list[dt.date]) -> None:
         df = self.build(spark, dates)
         if self.partition:
-            df = df.coalesce(1) if len(dates) == 1 else df.repartition(self.partition)
+            columns = (self.partition,) if isinstance(self.partition, str) else self.partition
+            df = df.coalesce(1) if len(dates) == 1 else df.repartition(*columns)
             if self.sort_by:
-                df = df.sortWithinPartitions(self.partition, *self.sort_by)
-            wh.replace_partitions(spark, df, self.table, self.partition, [str(d) for d in dates])
+                df = df.sortWithinPartitions(*columns, *self.sort_by)
+            wh.replace_partitions(spark, df, self.table, self.partition, self.partition_values(dates))
         else:
             wh.replace_table(spark, df.coalesce(1), self.table)
         facts = self.marker_facts(spark, dates)
@@ -384,22 +388,39 @@ class DimCustomer(_DailyTable):
         return star.dim_customer(wh.read(spark, f"{DW}.customer_sales_daily"))
 
 
-class MartCustomerPurchaseHistory(_DailyTable):
-    """``ecommerce_mart.mart_customer_purchase_history`` partition of one invoice date (shoppers' view).
+HISTORY_BUCKETS = 32
 
-    Files are sorted by customer, so a shopper's lookup reads one row group per date file.
+
+class MartCustomerPurchaseHistory(_DailyTable):
+    """``ecommerce_mart.mart_customer_purchase_history``: a date's lines of known customers (shoppers' view).
+
+    Laid out for the storefront's lookup of one customer: partitions by invoice month and
+    ``customer_bucket = pmod(customer_id, 32)``, files sorted by customer, so a lookup reads one small file
+    per month. Publishing a date rewrites the buckets of its month (the month so far plus the date), so the
+    cost is bounded by a month's volume, not by the history.
     """
 
     table = f"{MART}.mart_customer_purchase_history"
+    partition = ("invoice_month", "customer_bucket")
     sort_by = ("customer_id", "invoice_ts", "invoice_no")
 
     def requires(self):
         return [FactSales(self.date, self.revision), DimCustomer(self.date, self.revision), DimCountry(self.date)]
 
+    @staticmethod
+    def months(dates: list[dt.date]) -> list[dt.date]:
+        return sorted({d.replace(day=1) for d in dates})
+
+    def partition_values(self, dates):
+        return [(str(m), str(b)) for m in self.months(dates) for b in range(HISTORY_BUCKETS)]
+
     def build(self, spark, dates):
-        return star.mart_customer_purchase_history(
+        new = star.mart_customer_purchase_history(
             read_dates(spark, f"{DW}.fact_sales", dates), wh.read(spark, f"{DW}.dim_customer"),
             wh.read(spark, f"{DW}.dim_product"), wh.read(spark, f"{DW}.dim_country"))
+        kept = read_dates(spark, self.table, self.months(dates), "invoice_month") \
+            .where(~_dates_col("invoice_date", dates))
+        return kept.unionByName(star.purchase_history_layout(new, HISTORY_BUCKETS))
 
 
 def as_of(spark, dates: list[dt.date]) -> DataFrame:

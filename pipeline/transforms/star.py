@@ -368,3 +368,11 @@ def reconciliation(raw_lines: DataFrame, fact: DataFrame, daily_mart: DataFrame,
     for r in rows[1:]:
         out = out.unionByName(r)
     return out
+
+
+def purchase_history_layout(history: DataFrame, buckets: int) -> DataFrame:
+    """Adds the storefront layout's partition columns: ``invoice_month`` (first day of the month of the
+    invoice date) and ``customer_bucket = pmod(customer_id, buckets)``, so one shopper's history is in
+    one bucket of each month."""
+    return history.withColumn("invoice_month", F.trunc("invoice_date", "month")).withColumn(
+        "customer_bucket", F.pmod(F.col("customer_id"), F.lit(buckets)).cast("int"))

@@ -78,8 +78,12 @@ def test_purchase_history_has_every_known_customer_line_and_no_guest_line(marts)
     customer = expected_customer_lines()
     assert customer[1], "the source has lines of customer 17850 on these days"
     rows = hs2.query("SELECT invoice_no, stock_code, quantity FROM ecommerce_mart.mart_customer_purchase_history "
-                     "WHERE customer_id = %(c)s", {"c": customer[0]})
+                     "WHERE customer_bucket = pmod(%(c)s, 32) AND customer_id = %(c)s", {"c": customer[0]})
     assert sorted(rows) == customer[1]
+    (buckets,), = hs2.query("SELECT count(DISTINCT customer_bucket) FROM "
+                            "ecommerce_mart.mart_customer_purchase_history WHERE customer_id = %(c)s",
+                            {"c": customer[0]})
+    assert buckets == 1
 
 
 def expected_customer_lines():

@@ -286,3 +286,14 @@ def test_reconciliation_names_the_failing_checks(spark, fact_rows, mart_gross, f
                            "fact_orphans_product_key", "fact_orphans_country_key"}
     assert {name for name, r in checks.items() if not r.passed} == failing
     assert (checks["fact_lines"].expected, checks["fact_line_amount"].expected) == ("2", "10.200")
+
+
+@pytest.mark.parametrize("customer, day, month, bucket", [
+    (17850, dt.date(2010, 12, 1), dt.date(2010, 12, 1), 26),     # 17850 = 557 * 32 + 26
+    (12346, dt.date(2011, 1, 18), dt.date(2011, 1, 1), 26),      # 12346 = 385 * 32 + 26
+    (12352, dt.date(2011, 2, 28), dt.date(2011, 2, 1), 0),       # 12352 = 386 * 32
+])
+def test_purchase_history_layout_puts_a_customer_in_one_bucket_per_month(spark, customer, day, month, bucket):
+    history = spark.createDataFrame([(day, customer)], "invoice_date DATE, customer_id INT")
+    row = star.purchase_history_layout(history, 32).first()
+    assert (row.invoice_month, row.customer_bucket) == (month, bucket)

@@ -1,0 +1,135 @@
+"""Anomaly rules on small series whose medians, deviations and scores are worked out by hand here."""
+
+import datetime as dt
+from decimal import Decimal as D
+
+import pytest
+
+from pipeline.transforms import anomalies
+
+FACT = ("invoice_date DATE, invoice_no STRING, stock_code STRING, invoice_ts TIMESTAMP, customer_key BIGINT, "
+        "quantity INT, unit_price_paid DECIMAL(12,3), line_amount DECIMAL(18,3), is_cancellation BOOLEAN")
+HISTORY_DAY, SCORED_DAY = dt.date(2011, 1, 3), dt.date(2011, 1, 18)
+
+
+def line(invoice, code, qty, price="1.00", day=HISTORY_DAY, cancel=False):
+    ts = dt.datetime.combine(day, dt.time(10)) + dt.timedelta(minutes=int(invoice[-3:]) % 600)
+    return (day, invoice, code, ts, 1, qty, D(price), D(price) * qty, cancel)
+
+
+@pytest.fixture
+def history(spark):
+    # A: 10, 12, 12, 12, 14 -> median 12, sample stddev sqrt(8/4) = 1.4142, MAD 0, mean abs deviation 0.8
+    # B: three lines only (below a minimum history of 5)
+    # C: 9, 10, 10, 10, 11 and one earlier bulk order of 500 -> median 10, stddev 199.5, MAD 0.5
+    rows = [line(f"5{i:05d}", "A", q) for i, q in enumerate([10, 12, 12, 12, 14])]
+    rows += [line(f"6{i:05d}", "B", 2) for i in range(3)]
+    rows += [line(f"7{i:05d}", "C", q) for i, q in enumerate([9, 10, 10, 10, 11, 500])]
+    rows += [line("C80000", "A", -500, cancel=True)]       # cancellations never count
+    return spark.createDataFrame(rows, FACT)
+
+
+def no_false_positives(spark):
+    return spark.createDataFrame([], "line_id STRING")
+
+
+def flagged(spark, history, day_rows, rule, threshold, min_history=5, false_positives=None):
+    baselines = anomalies.product_baselines(history, false_positives or no_false_positives(spark))
+    day = spark.createDataFrame(day_rows, FACT)
+    return {(r.invoice_no, r.metric): r for r in
+            anomalies.score_lines(day, baselines, rule, threshold, min_history).collect()}
+
+
+def test_baselines_by_hand(spark, history):
+    rows = {(r.stock_code, r.metric): r for r in
+            anomalies.product_baselines(history, no_false_positives(spark)).collect()}
+    a = rows[("A", "quantity")]
+    assert (a.baseline_lines, a.baseline_median, a.baseline_mad) == (5, 12.0, 0.0)
+    assert a.baseline_stddev == pytest.approx(2 ** 0.5)
+    assert a.baseline_meanad == pytest.approx(0.8)
+    c = rows[("C", "quantity")]
+    assert (c.baseline_lines, c.baseline_median, c.baseline_mad) == (6, 10.0, 0.5)
+
+
+@pytest.mark.parametrize(
+    "qty, stddev_flags, mad_flags",
+    [
+        (14, False, False),   # stddev score 2/1.414 = 1.41; MAD score 2/(1.2533*0.8) = 1.99
+        (15, True, False),    # 3/1.414 = 2.12 > 2;           3/1.0026 = 2.99 < 3.5
+        (16, True, True),     # 4/1.414 = 2.83;               4/1.0026 = 3.99 > 3.5
+    ],
+)
+def test_both_rules_on_a_steady_product(spark, history, qty, stddev_flags, mad_flags):
+    day = [line("900001", "A", qty, day=SCORED_DAY)]
+    assert (("900001", "quantity") in flagged(spark, history, day, "stddev", 2.0)) is stddev_flags
+    assert (("900001", "quantity") in flagged(spark, history, day, "mad", 3.5)) is mad_flags
+
+
+def test_scores_and_baseline_are_recorded(spark, history):
+    row = flagged(spark, history, [line("900001", "A", 16, day=SCORED_DAY)], "stddev", 2.0)[("900001", "quantity")]
+    assert row.score == pytest.approx(2.828, abs=1e-3)
+    assert (row.baseline_lines, row.baseline_median, row.rule, row.threshold) == (5, 12.0, "stddev", 2.0)
+    assert row.baseline_spread == pytest.approx(2 ** 0.5)
+
+
+def test_an_earlier_bulk_order_hides_a_new_one_from_the_stddev_rule_but_not_from_mad(spark, history):
+    day = [line("900002", "C", 300, day=SCORED_DAY)]
+    # stddev: (300 - 10) / 199.5 = 1.45, not flagged. MAD: robust spread 0.5 / 0.6745 = 0.74, raised to the
+    # 1-unit floor, so the score is 290 / 1; with no floor it is 0.6745 * 290 / 0.5 = 391.2
+    assert ("900002", "quantity") not in flagged(spark, history, day, "stddev", 2.0)
+    assert flagged(spark, history, day, "mad", 3.5)[("900002", "quantity")].score == 290
+    baselines = anomalies.product_baselines(history, no_false_positives(spark))
+    unfloored = anomalies.score_lines(spark.createDataFrame(day, FACT), baselines, "mad", 3.5, 5, min_spread=0)
+    assert unfloored.where("metric = 'quantity'").first().score == pytest.approx(391.21, abs=0.01)
+
+
+def test_amount_alone_can_be_anomalous(spark, history):
+    got = flagged(spark, history, [line("900003", "A", 12, price="10.00", day=SCORED_DAY)], "mad", 3.5)
+    assert set(got) == {("900003", "line_amount")}
+
+
+def test_products_below_the_minimum_history_and_returns_are_not_scored(spark, history):
+    day = [line("900004", "B", 1000, day=SCORED_DAY), line("C90005", "A", -1000, day=SCORED_DAY, cancel=True)]
+    assert flagged(spark, history, day, "stddev", 2.0) == {}
+    # with a minimum of 3, B (always 2 units, no spread) is scored against the 1-unit floor: (1000 - 2) / 1
+    assert flagged(spark, history, day[:1], "stddev", 2.0, min_history=3)[("900004", "quantity")].score == 998
+
+
+def test_false_positives_leave_the_baseline(spark, history):
+    extra = spark.createDataFrame([line("590000", "A", 100)], FACT)
+    contaminated = history.unionByName(extra)
+    fp = extra.select(anomalies.line_id().alias("line_id"))
+    day = [line("900006", "A", 16, day=SCORED_DAY)]
+    assert ("900006", "quantity") not in flagged(spark, contaminated, day, "stddev", 2.0)
+    assert ("900006", "quantity") in flagged(spark, contaminated, day, "stddev", 2.0, false_positives=fp)
+
+
+def test_an_unknown_rule_is_a_clear_error(spark, history):
+    with pytest.raises(ValueError, match="unknown anomaly rule 'zscore'"):
+        anomalies.score_lines(history, history, "zscore", 2.0, 5)
+
+
+@pytest.mark.parametrize("current, new, allowed", [
+    ("NEW", "ACKNOWLEDGED", True), ("NEW", "FALSE_POSITIVE", True), ("NEW", "RESOLVED", True),
+    ("ACKNOWLEDGED", "RESOLVED", True), ("ACKNOWLEDGED", "FALSE_POSITIVE", True),
+    ("ACKNOWLEDGED", "NEW", False), ("RESOLVED", "ACKNOWLEDGED", False), ("FALSE_POSITIVE", "RESOLVED", False),
+    ("NEW", "CLOSED", False),
+])
+def test_status_lifecycle(current, new, allowed):
+    if allowed:
+        anomalies.check_transition(current, new)
+    else:
+        with pytest.raises(anomalies.InvalidTransition, match=new):
+            anomalies.check_transition(current, new)
+
+
+def test_the_latest_status_change_wins_and_unreviewed_lines_are_new(spark):
+    flags = spark.createDataFrame([("a", 1.0), ("b", 2.0)], "line_id STRING, score DOUBLE")
+    t = dt.datetime(2011, 1, 19, 9)
+    log = spark.createDataFrame([
+        ("a", SCORED_DAY, "ACKNOWLEDGED", "alice", t, ""),
+        ("a", SCORED_DAY, "FALSE_POSITIVE", "bob", t + dt.timedelta(hours=1), "wholesale customer"),
+    ], "line_id STRING, invoice_date DATE, status STRING, changed_by STRING, changed_at TIMESTAMP, note STRING")
+    rows = {r.line_id: r for r in anomalies.with_status(flags, log).collect()}
+    assert (rows["a"].status, rows["a"].status_changed_by) == ("FALSE_POSITIVE", "bob")
+    assert (rows["b"].status, rows["b"].status_changed_by) == ("NEW", None)

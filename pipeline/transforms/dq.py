@@ -1,0 +1,85 @@
+"""Data-quality check types (pure transforms, like dbt tests): each returns the failing rows.
+
+Every function returns a DataFrame with one row per failure and a ``failing_key`` column (a readable key
+of the failing row or group); an empty result means the check passes. Which tables and columns are
+checked, and with what severity, is configuration (``conf/dq_checks.toml``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+
+def _key(columns: list[str]):
+    return F.concat_ws("|", *[F.coalesce(F.col(c).cast("string"), F.lit("NULL")) for c in columns])
+
+
+def not_null(df: DataFrame, columns: list[str], key_columns: list[str]) -> DataFrame:
+    """Rows where any of ``columns`` is NULL; keyed by ``key_columns`` and the NULL column names."""
+    nulls = F.concat_ws(",", *[F.when(F.col(c).isNull(), F.lit(c)) for c in columns])
+    return df.where(F.length(nulls) > 0).select(
+        F.concat(_key(key_columns), F.lit(" null: "), nulls).alias("failing_key"))
+
+
+def unique(df: DataFrame, columns: list[str]) -> DataFrame:
+    """Values of ``columns`` held by more than one row."""
+    return df.groupBy(*columns).count().where("count > 1").select(
+        F.concat(_key(columns), F.lit(" x"), F.col("count").cast("string")).alias("failing_key"))
+
+
+def relationships(df: DataFrame, column: str, parent: DataFrame, parent_column: str,
+                  as_of: str | None = None, valid_from: str = "valid_from", valid_to: str = "valid_to") -> DataFrame:
+    """Rows whose ``column`` has no row in ``parent``; with ``as_of`` (SCD2-aware) the parent row must also be
+    in force on that date: ``valid_from <= as_of < valid_to``."""
+    p = parent.select(F.col(parent_column).alias("_pk"),
+                      *([F.col(valid_from).alias("_from"), F.col(valid_to).alias("_to")] if as_of else []))
+    cond = df[column] == p["_pk"]
+    if as_of:
+        cond = cond & (p["_from"] <= df[as_of]) & (df[as_of] < p["_to"])
+    keys = [column] + ([as_of] if as_of else [])
+    return df.join(p, cond, "left_anti").select(_key(keys).alias("failing_key"))
+
+
+def accepted_values(df: DataFrame, column: str, values: list) -> DataFrame:
+    """Rows whose ``column`` is not one of ``values`` (NULL passes, as in dbt)."""
+    return df.where(F.col(column).isNotNull() & ~F.col(column).isin(values)) \
+        .groupBy(column).count().select(
+            F.concat(F.col(column).cast("string"), F.lit(" x"), F.col("count").cast("string")).alias("failing_key"))
+
+
+def scd2_integrity(df: DataFrame, key: str, valid_from: str = "valid_from", valid_to: str = "valid_to",
+                   is_current: str = "is_current") -> DataFrame:
+    """Keys without exactly one current row, and versions that are empty or overlap the next one."""
+    current = df.groupBy(key).agg(F.sum(F.col(is_current).cast("int")).alias("_current")) \
+        .where("_current <> 1").select(F.concat(F.col(key), F.lit(" current rows: "),
+                                                F.col("_current").cast("string")).alias("failing_key"))
+    nxt = F.lead(valid_from).over(Window.partitionBy(key).orderBy(valid_from, valid_to))
+    bad = df.withColumn("_next_from", nxt).where(
+        (F.col(valid_from) >= F.col(valid_to)) | (F.col("_next_from") < F.col(valid_to))).select(
+        F.concat(F.col(key), F.lit(" version from "), F.col(valid_from).cast("string"),
+                 F.lit(" overlaps or is empty")).alias("failing_key"))
+    return current.unionByName(bad)
+
+
+def batch_accounting(audit: DataFrame) -> DataFrame:
+    """Batches where ``rows_received <> rows_loaded + rows_quarantined + rows_duplicate``."""
+    return audit.where(F.col("rows_received") != F.col("rows_loaded") + F.col("rows_quarantined")
+                       + F.col("rows_duplicate")).select(F.col("batch_id").alias("failing_key"))
+
+
+def volume(counts: DataFrame, day, weeks: int, low: float, high: float) -> DataFrame:
+    """The day's row count against the mean of the same weekday over the previous ``weeks`` weeks.
+
+    ``counts``: ``date, rows`` per date. Fails when the ratio is below ``low`` or above ``high``; passes
+    when there is no history yet.
+    """
+    history_dates = [day - dt.timedelta(weeks=w) for w in range(1, weeks + 1)]
+    base = counts.where(F.col("date").isin(history_dates)).agg(F.avg("rows").alias("_base"))
+    today = counts.where(F.col("date") == F.lit(day)).agg(F.coalesce(F.sum("rows"), F.lit(0)).alias("_today"))
+    return today.crossJoin(base).where(F.col("_base").isNotNull() & (
+        (F.col("_today") < F.col("_base") * low) | (F.col("_today") > F.col("_base") * high))).select(
+        F.format_string("%d rows vs %.1f on the same weekday (ratio %.2f)", "_today", "_base",
+                        F.col("_today") / F.col("_base")).alias("failing_key"))

@@ -1,0 +1,94 @@
+"""Each data-quality check type fails on a hand-built bad dataset and passes on a good one."""
+
+import datetime as dt
+
+import pytest
+
+from pipeline.transforms import dq
+
+D1, D2, D3, HIGH = dt.date(2010, 12, 1), dt.date(2010, 12, 3), dt.date(2010, 12, 5), dt.date(9999, 12, 31)
+
+
+def keys(df):
+    return sorted(r.failing_key for r in df.collect())
+
+
+@pytest.mark.parametrize("rows, expected", [
+    ([(1, "536365", 10), (2, "536366", 11)], []),
+    ([(1, "536365", None), (2, None, None)], ["1 null: country_key", "2 null: invoice_no,country_key"]),
+])
+def test_not_null(spark, rows, expected):
+    df = spark.createDataFrame(rows, "line INT, invoice_no STRING, country_key BIGINT")
+    assert keys(dq.not_null(df, ["invoice_no", "country_key"], ["line"])) == expected
+
+
+@pytest.mark.parametrize("rows, expected", [
+    ([(1,), (2,), (3,)], []),
+    ([(1,), (2,), (2,), (2,)], ["2 x3"]),
+])
+def test_unique(spark, rows, expected):
+    assert keys(dq.unique(spark.createDataFrame(rows, "product_key BIGINT"), ["product_key"])) == expected
+
+
+@pytest.fixture
+def dim_product(spark):
+    return spark.createDataFrame([(1, D1, D2), (2, D2, HIGH), (-1, dt.date(1900, 1, 1), HIGH)],
+                                 "product_key BIGINT, valid_from DATE, valid_to DATE")
+
+
+@pytest.mark.parametrize("rows, as_of, expected", [
+    ([(1, D1), (2, D3), (-1, D3)], "invoice_date", []),
+    ([(1, D3), (7, D1)], "invoice_date", ["1|2010-12-05", "7|2010-12-01"]),   # 1 expired on D2; 7 unknown
+    ([(1, D3), (7, D1)], None, ["7"]),                                         # not SCD2-aware: 1 exists
+])
+def test_relationships_scd2_aware(spark, dim_product, rows, as_of, expected):
+    fact = spark.createDataFrame(rows, "product_key BIGINT, invoice_date DATE")
+    assert keys(dq.relationships(fact, "product_key", dim_product, "product_key", as_of=as_of)) == expected
+
+
+@pytest.mark.parametrize("rows, expected", [
+    ([("Champions",), ("Lost",), (None,)], []),
+    ([("Champions",), ("VIP",), ("VIP",)], ["VIP x2"]),
+])
+def test_accepted_values(spark, rows, expected):
+    df = spark.createDataFrame(rows, "segment STRING")
+    assert keys(dq.accepted_values(df, "segment", ["Champions", "Lost"])) == expected
+
+
+@pytest.mark.parametrize("rows, expected", [
+    ([("A", D1, D2, False), ("A", D2, HIGH, True), ("B", D1, HIGH, True)], []),
+    ([("A", D1, D3, False), ("A", D2, HIGH, True)], ["A version from 2010-12-01 overlaps or is empty"]),
+    ([("A", D1, D2, True), ("A", D2, HIGH, True), ("B", D1, D2, False)],
+     ["A current rows: 2", "B current rows: 0"]),
+    ([("A", D2, D2, False), ("A", D2, HIGH, True)], ["A version from 2010-12-03 overlaps or is empty"]),
+])
+def test_scd2_integrity(spark, rows, expected):
+    df = spark.createDataFrame(rows, "stock_code STRING, valid_from DATE, valid_to DATE, is_current BOOLEAN")
+    assert keys(dq.scd2_integrity(df, "stock_code")) == expected
+
+
+@pytest.mark.parametrize("rows, expected", [
+    ([("tx_1", 10, 7, 2, 1)], []),
+    ([("tx_1", 10, 7, 2, 1), ("tx_2", 10, 7, 2, 0)], ["tx_2"]),
+])
+def test_batch_accounting(spark, rows, expected):
+    audit = spark.createDataFrame(rows, "batch_id STRING, rows_received BIGINT, rows_loaded BIGINT, "
+                                        "rows_quarantined BIGINT, rows_duplicate BIGINT")
+    assert keys(dq.batch_accounting(audit)) == expected
+
+
+@pytest.mark.parametrize("today_rows, expected", [
+    (1000, []),                                                          # 1000 vs mean 1100: ratio 0.91
+    (300, ["300 rows vs 1100.0 on the same weekday (ratio 0.27)"]),
+    (5000, ["5000 rows vs 1100.0 on the same weekday (ratio 4.55)"]),
+])
+def test_volume_against_the_same_weekday(spark, today_rows, expected):
+    day = dt.date(2011, 1, 18)   # a Tuesday; history: the two previous Tuesdays (1000, 1200); Monday ignored
+    counts = spark.createDataFrame([(dt.date(2011, 1, 11), 1000), (dt.date(2011, 1, 4), 1200),
+                                    (dt.date(2011, 1, 17), 50), (day, today_rows)], "date DATE, rows BIGINT")
+    assert keys(dq.volume(counts, day, weeks=4, low=0.5, high=2.0)) == expected
+
+
+def test_volume_passes_without_history(spark):
+    counts = spark.createDataFrame([(dt.date(2011, 1, 18), 10)], "date DATE, rows BIGINT")
+    assert keys(dq.volume(counts, dt.date(2011, 1, 18), weeks=4, low=0.5, high=2.0)) == []

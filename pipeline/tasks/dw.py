@@ -458,15 +458,20 @@ CUSTOMER_MARTS = (MartCustomerRfm, MartCohortRetention)
 class MartsReady(_DailyTable):
     """Records in ``ecommerce_mart.marts_ready`` the moment every mart of a date is published and reconciled.
 
-    Before that, the date's fact must match its raw lines (count and amount), the daily mart must match
-    the fact (gross and returns) and every fact key must exist in its dimension; otherwise the task fails
-    with ``ReconciliationError`` naming the checks, and the date is not declared ready.
+    Before that, the date's error-severity data-quality checks must pass (``DataQualityChecks``), the fact
+    must match its raw lines (count and amount), the daily mart must match the fact (gross and returns)
+    and every fact key must exist in its dimension; otherwise the task fails with ``ReconciliationError``
+    naming the checks, and the date is not declared ready. Backfills (``MartsBackfill``) reconcile every
+    date but do not run the data-quality checks.
     """
 
     table, partition = f"{MART}.marts_ready", None
 
     def requires(self):
-        return [*(m(self.date, self.revision) for m in DATE_MARTS), *(m(self.date) for m in CUSTOMER_MARTS)]
+        from pipeline.tasks.quality import DataQualityChecks
+
+        return [*(m(self.date, self.revision) for m in DATE_MARTS), *(m(self.date) for m in CUSTOMER_MARTS),
+                DataQualityChecks(self.date, self.revision)]
 
     def reconcile(self, spark, dates) -> dict[dt.date, dict[str, bool]]:
         dims = {"product_key": f"{DW}.dim_product", "country_key": f"{DW}.dim_country",

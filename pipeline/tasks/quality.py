@@ -120,3 +120,132 @@ def set_status(line_id: str, status: str, changed_by: str, note: str = "") -> di
                           [str(found.invoice_date)])
     return {"line_id": line_id, "invoice_date": str(found.invoice_date), "from": found.status, "to": status,
             "by": changed_by, "at": f"{now:%Y-%m-%d %H:%M:%S}"}
+
+
+wh.SCHEMAS[MART]["dq_results"] = {
+    "grain": "one row per data-quality check and run, partitioned by the invoice date checked",
+    "columns": """run_id STRING, check_name STRING, check_type STRING, table_name STRING, severity STRING,
+        status STRING, failing_rows BIGINT, sample_keys STRING, checked_at TIMESTAMP""",
+    "partition": "invoice_date DATE",
+}
+
+CHECK_FIELDS = {
+    "not_null": ("columns",), "unique": ("columns",), "relationships": ("column", "to", "to_column"),
+    "accepted_values": ("column", "values"), "scd2_integrity": ("key",), "batch_accounting": (),
+    "volume": ("weeks", "low", "high"),
+}
+SEVERITIES = ("error", "warn")
+
+
+class dq(luigi.Config):
+    checks = luigi.Parameter(default="conf/dq_checks.toml", description="the declarative checks (TOML)")
+    sample_size = luigi.IntParameter(default=5, description="failing keys kept per check")
+
+
+class InvalidCheck(ValueError):
+    """A check in the checks file is malformed."""
+
+
+class DataQualityError(RuntimeError):
+    """An error-severity check failed: the date's marts are not declared ready."""
+
+
+def load_checks(path) -> list[dict]:
+    """The checks of a TOML file (``[[check]]`` tables), validated: known type and severity, unique names,
+    the fields the type needs, scope ``date`` or ``table``."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as fh:
+            checks = tomllib.load(fh).get("check", [])
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise InvalidCheck(f"cannot read data-quality checks from {path}: {exc}") from None
+    seen = set()
+    for i, check in enumerate(checks, 1):
+        where = f"{path}: check {i} ({check.get('name', 'unnamed')})"
+        for field in ("name", "type", "table", "severity"):
+            if field not in check:
+                raise InvalidCheck(f"{where} has no {field!r}")
+        if check["type"] not in CHECK_FIELDS:
+            raise InvalidCheck(f"{where}: unknown type {check['type']!r}; known: {', '.join(CHECK_FIELDS)}")
+        if check["severity"] not in SEVERITIES:
+            raise InvalidCheck(f"{where}: severity must be error or warn, not {check['severity']!r}")
+        if check.setdefault("scope", "table") not in ("date", "table"):
+            raise InvalidCheck(f"{where}: scope must be date or table, not {check['scope']!r}")
+        missing = [f for f in CHECK_FIELDS[check["type"]] if f not in check]
+        if missing:
+            raise InvalidCheck(f"{where}: a {check['type']} check needs {', '.join(missing)}")
+        if check["name"] in seen:
+            raise InvalidCheck(f"{where}: the name is used twice")
+        seen.add(check["name"])
+    return checks
+
+
+def failing_rows(spark, check: dict, day: dt.date) -> DataFrame:
+    """The failing rows of one check for the run date, through the check type's transform."""
+    from pipeline.transforms import dq as checks
+
+    date_column = check.get("date_column", "invoice_date")
+    df = wh.read(spark, check["table"])
+    if check["scope"] == "date":
+        df = df.where(F.col(date_column) == F.lit(day))
+    kind = check["type"]
+    if kind == "not_null":
+        return checks.not_null(df, check["columns"], check.get("key_columns", check["columns"]))
+    if kind == "unique":
+        return checks.unique(df, check["columns"])
+    if kind == "relationships":
+        return checks.relationships(df, check["column"], wh.read(spark, check["to"]), check["to_column"],
+                                    as_of=check.get("as_of"))
+    if kind == "accepted_values":
+        return checks.accepted_values(df, check["column"], check["values"])
+    if kind == "scd2_integrity":
+        return checks.scd2_integrity(df, check["key"])
+    if kind == "batch_accounting":
+        return checks.batch_accounting(df)
+    dates = [day - dt.timedelta(weeks=w) for w in range(check["weeks"] + 1)]
+    counts = wh.read(spark, check["table"]).where(F.col(date_column).isin([F.lit(d) for d in dates])) \
+        .groupBy(F.col(date_column).alias("date")).agg(F.count(F.lit(1)).alias("rows"))
+    return checks.volume(counts, day, check["weeks"], check["low"], check["high"])
+
+
+class DataQualityChecks(_DailyTable):
+    """Run the declarative checks of ``[dq] checks`` for a date and record them in ``ecommerce_mart.dq_results``.
+
+    An error-severity failure fails the task (no marker), so ``MartsReady`` does not declare the date ready;
+    warnings are only recorded. Earlier runs' results for the date are kept.
+    """
+
+    table = f"{MART}.dq_results"
+
+    def requires(self):
+        from pipeline.tasks.dw import CUSTOMER_MARTS, DATE_MARTS
+
+        return [*(m(self.date, self.revision) for m in DATE_MARTS), *(m(self.date) for m in CUSTOMER_MARTS)]
+
+    def run(self):
+        from pipeline import config, fs
+
+        cfg = dq()
+        checks = load_checks(config.resolve_path(cfg.checks))
+        spark = dw_spark()
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+        run_id = f"{self.date}@{now:%Y%m%dT%H%M%S}"
+        results = []
+        for check in checks:
+            count, sample = failing_rows(spark, check, self.date).agg(
+                F.count(F.lit(1)), F.slice(F.collect_list("failing_key"), 1, cfg.sample_size)).first()
+            results.append((run_id, check["name"], check["type"], check["table"], check["severity"],
+                            "FAIL" if count else "PASS", count, "; ".join(sample or []), now, self.date))
+        rows = spark.createDataFrame(results, wh.SCHEMAS[MART]["dq_results"]["columns"] + ", invoice_date DATE")
+        earlier = wh.read(spark, self.table).where(F.col("invoice_date") == F.lit(self.date))
+        wh.replace_partitions(spark, earlier.unionByName(rows).coalesce(1), self.table, "invoice_date",
+                              [str(self.date)])
+        failed = [r for r in results if r[5] == "FAIL"]
+        for r in failed:
+            log.warning("data quality %s %s on %s: %d failing rows, e.g. %s", r[4], r[1], r[3], r[6], r[7])
+        errors = [f"{r[1]} ({r[6]} rows, e.g. {r[7]})" for r in failed if r[4] == "error"]
+        if errors:
+            raise DataQualityError(f"{self.date}: error-severity checks failed: " + "; ".join(errors))
+        fs.write_json(self.output().path, {"date": self.date, "revision": self.revision, "run_id": run_id,
+                                           "passed": len(results) - len(failed), "warned": len(failed)})

@@ -1,0 +1,54 @@
+"""Data-quality checks run before a day is declared ready; an error-severity failure blocks it."""
+
+import pytest
+
+from pipeline import hs2
+from tests.integration.conftest import marker_path, overlay_env, run_luigi
+from tests.integration.realdata import DAYS
+
+pytestmark = pytest.mark.integration
+FAILING_CHECK = """
+[[check]]
+name = "only_gb_countries"
+type = "accepted_values"
+table = "ecommerce_dw.dim_country"
+column = "country_code"
+values = ["GB", "XX"]
+severity = "error"
+"""
+
+
+def results(day):
+    return hs2.query("SELECT check_name, severity, status, failing_rows, sample_keys, run_id "
+                     "FROM ecommerce_mart.dq_results WHERE invoice_date = %(d)s", {"d": str(day)})
+
+
+def test_every_shipped_check_ran_and_passed_on_the_real_days(marts):
+    for day in DAYS:
+        rows = results(day)
+        assert len(rows) >= 10
+        assert [r[0] for r in rows if r[2] != "PASS"] == [], rows
+
+
+def test_an_error_check_blocks_the_day_and_is_recorded(marts, tmp_path):
+    day = DAYS[0]
+    (ready_before,), = hs2.query("SELECT ready_at FROM ecommerce_mart.marts_ready WHERE invoice_date = %(d)s",
+                                 {"d": str(day)})
+    checks = tmp_path / "checks.toml"
+    checks.write_text(FAILING_CHECK)
+    env = overlay_env(marts, tmp_path / "overlay.cfg", "dq", checks=str(checks))
+    for parts in (("mart", "dq_results"), ("mart", "marts_ready")):
+        marker_path(marts, *parts, f"{day}.json").unlink(missing_ok=True)
+    (others,), = hs2.query("SELECT count(DISTINCT country_code) FROM ecommerce_dw.dim_country "
+                           "WHERE country_code NOT IN ('GB', 'XX')")
+    proc = run_luigi("MartsReady", "--date", str(day), module="pipeline.tasks.dw", check=False, env=env)
+    assert "DataQualityError" in proc.stderr and "only_gb_countries" in proc.stderr
+    failed = [r for r in results(day) if r[0] == "only_gb_countries"]
+    assert len(failed) == 1 and failed[0][1:4] == ("error", "FAIL", others) and others > 0
+    sample = failed[0][4].split("; ")
+    assert 0 < len(sample) <= 5 and all(k.endswith(" x1") for k in sample), sample
+    assert hs2.query("SELECT ready_at FROM ecommerce_mart.marts_ready WHERE invoice_date = %(d)s",
+                     {"d": str(day)}) == [(ready_before,)]
+    assert not marker_path(marts, "mart", "marts_ready", f"{day}.json").exists()
+    run_luigi("MartsReady", "--date", str(day), module="pipeline.tasks.dw")
+    assert len({r[5] for r in results(day)}) == 3   # three runs recorded: the first, the failed one, the rerun

@@ -105,7 +105,7 @@ def _check_partitioning(spark: SparkSession, db: str, table: str, spec: dict) ->
     if (db, table) in _checked:
         return
     expected = [c.split()[0] for c in spec.get("partition", "").split(",") if c.strip()]
-    actual = [c.name for c in spark.catalog.listColumns(table, db) if c.isPartition]
+    actual = [c.name for c in spark.catalog.listColumns(f"{db}.{table}") if c.isPartition]
     if actual != expected:
         raise SchemaMismatch(
             f"{db}.{table} is partitioned by ({', '.join(actual) or 'nothing'}) but this version publishes it "

@@ -34,6 +34,7 @@ def test_an_error_check_blocks_the_day_and_is_recorded(marts, tmp_path):
     day = DAYS[0]
     (ready_before,), = hs2.query("SELECT ready_at FROM ecommerce_mart.marts_ready WHERE invoice_date = %(d)s",
                                  {"d": str(day)})
+    runs_before = {r[5] for r in results(day)}
     checks = tmp_path / "checks.toml"
     checks.write_text(FAILING_CHECK)
     env = overlay_env(marts, tmp_path / "overlay.cfg", "dq", checks=str(checks))
@@ -51,4 +52,7 @@ def test_an_error_check_blocks_the_day_and_is_recorded(marts, tmp_path):
                      {"d": str(day)}) == [(ready_before,)]
     assert not marker_path(marts, "mart", "marts_ready", f"{day}.json").exists()
     run_luigi("MartsReady", "--date", str(day), module="pipeline.tasks.dw")
-    assert len({r[5] for r in results(day)}) == 3   # three runs recorded: the first, the failed one, the rerun
+    runs = {r[5] for r in results(day)}
+    assert runs_before < runs and len(runs - runs_before) == 2   # earlier runs kept, plus the failed one and the rerun
+    latest = max(runs)
+    assert {r[2] for r in results(day) if r[5] == latest} == {"PASS"}

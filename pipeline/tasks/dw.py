@@ -427,28 +427,31 @@ def as_of(spark, dates: list[dt.date]) -> DataFrame:
     return spark.createDataFrame([(d,) for d in dates], "as_of_date DATE")
 
 
-class MartCustomerRfm(_DailyTable):
+class _CustomerMart(_DailyTable):
+    """A customer-level mart: one partition per run date, from every day's customer sales up to it."""
+
+    partition = "as_of_date"
+    transform = None
+
+    def requires(self):
+        return DimCustomer(self.date)
+
+    def build(self, spark, dates):
+        return self.transform(wh.read(spark, f"{DW}.customer_sales_daily"), as_of(spark, dates))
+
+
+class MartCustomerRfm(_CustomerMart):
     """``ecommerce_mart.mart_customer_rfm`` partition of one run date: every customer's RFM scores and segment."""
 
-    table, partition = f"{MART}.mart_customer_rfm", "as_of_date"
-
-    def requires(self):
-        return DimCustomer(self.date)
-
-    def build(self, spark, dates):
-        return star.mart_customer_rfm(wh.read(spark, f"{DW}.customer_sales_daily"), as_of(spark, dates))
+    table = f"{MART}.mart_customer_rfm"
+    transform = staticmethod(star.mart_customer_rfm)
 
 
-class MartCohortRetention(_DailyTable):
+class MartCohortRetention(_CustomerMart):
     """``ecommerce_mart.mart_cohort_retention`` partition of one run date: retention of every monthly cohort."""
 
-    table, partition = f"{MART}.mart_cohort_retention", "as_of_date"
-
-    def requires(self):
-        return DimCustomer(self.date)
-
-    def build(self, spark, dates):
-        return star.mart_cohort_retention(wh.read(spark, f"{DW}.customer_sales_daily"), as_of(spark, dates))
+    table = f"{MART}.mart_cohort_retention"
+    transform = staticmethod(star.mart_cohort_retention)
 
 
 DATE_MARTS = (MartDailySales, MartHourlySales, MartProductPerformance, MartCustomerPurchaseHistory)

@@ -13,8 +13,18 @@ import luigi
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from pipeline import config, fs
 from pipeline import warehouse as wh
-from pipeline.tasks.dw import DW, MART, FactSales, _DailyTable, dw_spark
+from pipeline.tasks.dw import (
+    CUSTOMER_MARTS,
+    DATE_MARTS,
+    DW,
+    MART,
+    FactSales,
+    _DailyTable,
+    dw_spark,
+    read_dates,
+)
 from pipeline.transforms import anomalies as an
 
 log = logging.getLogger(__name__)
@@ -81,15 +91,14 @@ class DetectAnomalies(_DailyTable):
         flags = detect(spark, dates[0], cfg)
         for day in dates[1:]:
             flags = flags.unionByName(detect(spark, day, cfg))
-        previous = wh.read(spark, self.table).where(F.col("invoice_date").isin([F.lit(d) for d in dates])) \
-            .select("line_id", "metric", F.col("detected_at").alias("_first"))
+        previous = read_dates(spark, self.table, dates).select(
+            "line_id", "metric", F.col("detected_at").alias("_first"))
         flags = flags.join(previous, ["line_id", "metric"], "left").withColumn(
             "detected_at", F.coalesce("_first", F.lit(now))).drop("_first")
         return an.with_status(flags, wh.read(spark, f"{MART}.anomaly_status_log"))
 
     def marker_facts(self, spark, dates):
-        counts = dict(wh.read(spark, self.table).where(F.col("invoice_date").isin([F.lit(d) for d in dates]))
-                      .groupBy("invoice_date").count().collect())
+        counts = dict(read_dates(spark, self.table, dates).groupBy("invoice_date").count().collect())
         return {d: {"flagged": counts.get(d, 0), "rule": anomaly().rule} for d in dates}
 
 
@@ -186,10 +195,15 @@ def failing_rows(spark, check: dict, day: dt.date) -> DataFrame:
     from pipeline.transforms import dq as checks
 
     date_column = check.get("date_column", "invoice_date")
+    kind = check["type"]
+    if kind == "volume":
+        dates = [day - dt.timedelta(weeks=w) for w in range(check["weeks"] + 1)]
+        counts = read_dates(spark, check["table"], dates, date_column) \
+            .groupBy(F.col(date_column).alias("date")).agg(F.count(F.lit(1)).alias("rows"))
+        return checks.volume(counts, day, check["weeks"], check["low"], check["high"])
     df = wh.read(spark, check["table"])
     if check["scope"] == "date":
         df = df.where(F.col(date_column) == F.lit(day))
-    kind = check["type"]
     if kind == "not_null":
         return checks.not_null(df, check["columns"], check.get("key_columns", check["columns"]))
     if kind == "unique":
@@ -201,12 +215,7 @@ def failing_rows(spark, check: dict, day: dt.date) -> DataFrame:
         return checks.accepted_values(df, check["column"], check["values"])
     if kind == "scd2_integrity":
         return checks.scd2_integrity(df, check["key"])
-    if kind == "batch_accounting":
-        return checks.batch_accounting(df)
-    dates = [day - dt.timedelta(weeks=w) for w in range(check["weeks"] + 1)]
-    counts = wh.read(spark, check["table"]).where(F.col(date_column).isin([F.lit(d) for d in dates])) \
-        .groupBy(F.col(date_column).alias("date")).agg(F.count(F.lit(1)).alias("rows"))
-    return checks.volume(counts, day, check["weeks"], check["low"], check["high"])
+    return checks.batch_accounting(df)
 
 
 class DataQualityChecks(_DailyTable):
@@ -219,13 +228,9 @@ class DataQualityChecks(_DailyTable):
     table = f"{MART}.dq_results"
 
     def requires(self):
-        from pipeline.tasks.dw import CUSTOMER_MARTS, DATE_MARTS
-
         return [*(m(self.date, self.revision) for m in DATE_MARTS), *(m(self.date) for m in CUSTOMER_MARTS)]
 
     def run(self):
-        from pipeline import config, fs
-
         cfg = dq()
         checks = load_checks(config.resolve_path(cfg.checks))
         spark = dw_spark()

@@ -117,6 +117,29 @@ def _anomaly(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sla(args: argparse.Namespace) -> int:
+    import luigi
+
+    from pipeline import hs2
+    from pipeline.tasks.sla import SlaMonitor
+
+    now = (args.now or dt.datetime.now(dt.UTC).replace(tzinfo=None)).replace(second=0, microsecond=0)
+    ui = config.scheduler_ui()
+    luigi.configuration.get_config().set("core", "no_configure_logging", "true")
+    result = luigi.build([SlaMonitor(now=now)], scheduler_host=ui.host, scheduler_port=ui.port, workers=1,
+                         detailed_summary=True)
+    if result.status not in (luigi.execution_summary.LuigiStatusCode.SUCCESS,
+                             luigi.execution_summary.LuigiStatusCode.SUCCESS_WITH_RETRY):
+        print(f"error: the SLA monitor failed; see {config.state().path / 'logs' / 'pipeline.log'}", file=sys.stderr)
+        return 1
+    rows = hs2.query("SELECT invoice_date, mart_group, state, evidence FROM ecommerce_mart.sla_status "
+                     "WHERE checked_at = %(now)s ORDER BY invoice_date", {"now": f"{now:%Y-%m-%d %H:%M:%S}"})
+    print(f"SLA at {now:%Y-%m-%d %H:%M} UTC: {len(rows)} business days watched")
+    for day, group, state, evidence in rows:
+        print(f"  {day} {group:<12} {state:<9} {evidence}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -149,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--by", required=True, help="who makes the change")
     an.add_argument("--note", default="", help="why")
     an.set_defaults(func=_anomaly)
+    sl = sub.add_parser("sla", help="evaluate the marts' deadlines now (or at --now), record sla_status and alert")
+    sl.add_argument("--now", type=dt.datetime.fromisoformat, help="evaluation time, UTC (default: now)")
+    sl.set_defaults(func=_sla)
     return parser
 
 

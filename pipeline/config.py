@@ -1,7 +1,8 @@
 """Typed configuration read from ``luigi.cfg`` (plus the profile overlay in ``conf/``).
 
 ``ECOM_PROFILE`` selects the deployment profile (``embedded``, the default, or ``cluster``):
-``conf/profiles/<profile>.cfg`` is layered over the repository's ``luigi.cfg``.
+``conf/profiles/<profile>.cfg`` is layered over the repository's ``luigi.cfg``. The SMTP password is
+taken from ``$ECOM_SMTP_PASSWORD`` only.
 Relative paths in the config are resolved against the repository root.
 """
 
@@ -16,6 +17,7 @@ import luigi.configuration
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PROFILE_ENV = "ECOM_PROFILE"
 OVERLAY_ENV = "ECOM_CONFIG_OVERLAY"
+SMTP_PASSWORD_ENV = "ECOM_SMTP_PASSWORD"
 
 
 def load_profile() -> str:
@@ -29,6 +31,9 @@ def load_profile() -> str:
     for path in (PROJECT_ROOT / "luigi.cfg", overlay, *extra):
         if str(path) not in loaded:
             luigi.configuration.add_config_path(str(path))
+    if os.environ.get(SMTP_PASSWORD_ENV):
+        # the one SMTP login, for Luigi's failure e-mails and the pipeline's alerts; never in a file
+        luigi.configuration.get_config().set("smtp", "password", os.environ[SMTP_PASSWORD_ENV])
     return profile
 
 

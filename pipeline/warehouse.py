@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import uuid
 
 from pyspark.sql import DataFrame, SparkSession
@@ -101,30 +102,38 @@ class SchemaMismatch(RuntimeError):
 _checked: set[tuple[str, str]] = set()
 
 
-def _check_partitioning(spark: SparkSession, db: str, table: str, spec: dict) -> None:
+def _check_table(spark: SparkSession, db: str, table: str, spec: dict) -> None:
     if (db, table) in _checked:
         return
     expected = [c.split()[0] for c in spec.get("partition", "").split(",") if c.strip()]
-    actual = [c.name for c in spark.catalog.listColumns(f"{db}.{table}") if c.isPartition]
+    columns = spark.catalog.listColumns(f"{db}.{table}")
+    actual = [c.name for c in columns if c.isPartition]
     if actual != expected:
         raise SchemaMismatch(
             f"{db}.{table} is partitioned by ({', '.join(actual) or 'nothing'}) but this version publishes it "
             f"partitioned by ({', '.join(expected) or 'nothing'}). It is derived data: drop it "
             f"(DROP TABLE {db}.{table}) and remove its markers under <warehouse>/_markers to rebuild it, or start "
             "from a clean state dir (make clean)")
+    present = {c.name.lower() for c in columns}
+    added = [c for c in re.split(r"\s*,\s*(?![^()]*\))", " ".join(spec["columns"].split()))
+             if c and c.split()[0].lower() not in present]
+    if added:
+        log.info("adding columns to %s.%s: %s", db, table, ", ".join(added))
+        spark.sql(f"ALTER TABLE {db}.{table} ADD COLUMNS ({', '.join(added)})")
     _checked.add((db, table))
 
 
 def ensure_schema(spark: SparkSession, db: str = DB) -> None:
     """Create a database of ``SCHEMAS`` and every table of it if missing (idempotent).
 
-    An existing table with other partition columns than its spec is refused with ``SchemaMismatch``.
+    An existing table with other partition columns than its spec is refused with ``SchemaMismatch``;
+    columns added to the spec since the table was created are added to it (``ALTER TABLE ADD COLUMNS``).
     """
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {db} LOCATION '{db_location(db)}'")
     existing = {r.tableName for r in spark.sql(f"SHOW TABLES IN {db}").collect()}
     for table, spec in SCHEMAS[db].items():
         if table in existing:
-            _check_partitioning(spark, db, table, spec)
+            _check_table(spark, db, table, spec)
             continue
         partition = f"PARTITIONED BY ({spec['partition']})" if "partition" in spec else ""
         root = table_root(f"{db}.{table}")

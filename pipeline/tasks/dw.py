@@ -22,7 +22,7 @@ from luigi.tools.range import RangeDaily  # noqa: F401  (for `luigi --module pip
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from pipeline import fs, load
+from pipeline import alerts, fs, load
 from pipeline import warehouse as wh
 from pipeline.tasks.ingest import (
     CountriesSnapshot,
@@ -35,6 +35,7 @@ from pipeline.tasks.ingest import (
     spark_with_schema,
 )
 from pipeline.transforms import star
+from pipeline.transforms.alerting import Alert
 
 log = logging.getLogger(__name__)
 progress = logging.getLogger("pipeline.progress")
@@ -77,7 +78,7 @@ wh.SCHEMAS[DW] = {
             first_order_date DATE, last_order_date DATE""",
     },
 }
-wh.SCHEMAS[MART] = {
+wh.SCHEMAS.setdefault(MART, {}).update({
     "mart_daily_sales": {
         "grain": "one row per invoice date and country",
         "columns": """country_key BIGINT, country_code STRING, country_name STRING, orders BIGINT, lines BIGINT,
@@ -121,7 +122,7 @@ wh.SCHEMAS[MART] = {
         "grain": "one row per invoice date whose marts are all published, with the moment they were",
         "columns": "invoice_date DATE, ready_at TIMESTAMP, marts STRING",
     },
-}
+})
 
 
 class dw(luigi.Config):
@@ -236,9 +237,10 @@ class _DailyTable(luigi.Task):
         else:
             wh.replace_table(spark, df.coalesce(1), self.table)
         facts = self.marker_facts(spark, dates)
+        published_at = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
         for d in dates:
             fs.write_json(self.clone(date=d).output().path, {"date": d, "revision": self.revision,
-                                                              **facts.get(d, {})})
+                                                              "published_at": published_at, **facts.get(d, {})})
 
 
 class DimProduct(_DailyTable):
@@ -486,6 +488,10 @@ class MartsReady(_DailyTable):
         failed = [f"{r.invoice_date} {r.check}: expected {r.expected}, got {r.actual}" for r in checks
                   if not r.passed]
         if failed:
+            alerts.notify(spark, [Alert(kind="reconciliation", severity="error",
+                                        subject=f"reconciliation failed for {', '.join(map(str, dates))}",
+                                        body="; ".join(failed), dedupe_key=f"reconciliation:{dates[0]}:{dates[-1]}",
+                                        condition="FAIL")])
             raise ReconciliationError("marts not declared ready, reconciliation failed: " + "; ".join(failed))
         out: dict[dt.date, dict[str, bool]] = {}
         for r in checks:

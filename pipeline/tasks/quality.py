@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from pathlib import Path
 
 import luigi
+import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from pipeline import config, fs
+from pipeline import alerts, config, fs, replay, services
 from pipeline import warehouse as wh
 from pipeline.tasks.dw import (
     CUSTOMER_MARTS,
@@ -26,6 +28,8 @@ from pipeline.tasks.dw import (
     read_dates,
 )
 from pipeline.transforms import anomalies as an
+from pipeline.transforms import sla as sla_rules
+from pipeline.transforms.alerting import Alert
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +40,7 @@ wh.SCHEMAS[MART].update({
             quantity INT, unit_price_paid DECIMAL(12,3), line_amount DECIMAL(18,3), metric STRING, value DOUBLE,
             baseline_lines BIGINT, baseline_median DOUBLE, baseline_spread DOUBLE, rule STRING, threshold DOUBLE,
             score DOUBLE, detected_at TIMESTAMP, status STRING, status_changed_by STRING,
-            status_changed_at TIMESTAMP""",
+            status_changed_at TIMESTAMP, baseline_scope STRING""",
         "partition": "invoice_date DATE",
     },
     "anomaly_status_log": {
@@ -55,23 +59,26 @@ class anomaly(luigi.Config):
     min_history = luigi.IntParameter(default=5, description="baseline lines a product needs before it is scored")
     baseline_days = luigi.IntParameter(default=90, description="trailing days of history forming the baseline")
     min_spread = luigi.FloatParameter(default=1.0)
+    new_products = luigi.ChoiceParameter(choices=["store", "skip"], default="store",
+                                         description="products below min_history: store-wide baseline, or not scored")
 
     @property
     def threshold(self) -> float:
         return self.stddev_threshold if self.rule == "stddev" else self.mad_threshold
 
 
-def detect(spark, day: dt.date, cfg: anomaly) -> DataFrame:
-    """The day's flagged lines against the trailing ``baseline_days`` of fact history."""
-    fact = wh.read(spark, f"{DW}.fact_sales")
+def detect(spark, day: dt.date, cfg: anomaly, fact: DataFrame | None = None) -> DataFrame:
+    """The day's flagged lines against the trailing ``baseline_days`` of fact history (``fact``: a cached
+    copy of ``fact_sales`` for many days at once)."""
+    fact = fact if fact is not None else wh.read(spark, f"{DW}.fact_sales")
     history = fact.where((F.col("invoice_date") >= F.lit(day - dt.timedelta(days=cfg.baseline_days)))
                          & (F.col("invoice_date") < F.lit(day)))
     status_log = wh.read(spark, f"{MART}.anomaly_status_log")
     false_positives = an.current_status(status_log).where(F.col("status") == "FALSE_POSITIVE").select("line_id")
+    store = an.store_baselines(history, false_positives) if cfg.new_products == "store" else None
     baselines = an.product_baselines(history, false_positives)
-    flags = an.score_lines(fact.where(F.col("invoice_date") == F.lit(day)), baselines, cfg.rule, cfg.threshold,
-                           cfg.min_history, cfg.min_spread)
-    return flags
+    return an.score_lines(fact.where(F.col("invoice_date") == F.lit(day)), baselines, cfg.rule, cfg.threshold,
+                          cfg.min_history, cfg.min_spread, store)
 
 
 class DetectAnomalies(_DailyTable):
@@ -141,7 +148,7 @@ wh.SCHEMAS[MART]["dq_results"] = {
 CHECK_FIELDS = {
     "not_null": ("columns",), "unique": ("columns",), "relationships": ("column", "to", "to_column"),
     "accepted_values": ("column", "values"), "scd2_integrity": ("key",), "batch_accounting": (),
-    "volume": ("weeks", "low", "high"),
+    "volume": ("weeks", "low", "high"), "freshness": ("feed", "tolerance_minutes"),
 }
 SEVERITIES = ("error", "warn")
 
@@ -196,6 +203,12 @@ def failing_rows(spark, check: dict, day: dt.date) -> DataFrame:
 
     date_column = check.get("date_column", "invoice_date")
     kind = check["type"]
+    if kind == "freshness":
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        expected = feeds([day], sla())
+        late = sla_rules.late_feeds(expected[expected["feed"] == check["feed"]], now)
+        keys = [f"{r.feed} {r.invoice_date}" + ("" if r.window < 0 else f" {r.window:02d}h") for r in late.itertuples()]
+        return spark.createDataFrame([(k,) for k in keys], "failing_key STRING")
     if kind == "volume":
         dates = [day - dt.timedelta(weeks=w) for w in range(check["weeks"] + 1)]
         counts = read_dates(spark, check["table"], dates, date_column) \
@@ -216,6 +229,45 @@ def failing_rows(spark, check: dict, day: dt.date) -> DataFrame:
     if kind == "scd2_integrity":
         return checks.scd2_integrity(df, check["key"])
     return checks.batch_accounting(df)
+
+
+DEFAULT_GROUPS = {"all_marts": {"tasks": ["MartsReady"], "deadline": "10:00", "days_after": 1}}
+
+
+class sla(luigi.Config):
+    timezone = luigi.Parameter(default="Europe/London", description="business time zone of deadlines and feeds")
+    groups = luigi.DictParameter(default=DEFAULT_GROUPS,
+                                 description='{"group": {"tasks": [task families], "deadline": "HH:MM", '
+                                             '"days_after": N}}')
+    masters_at = luigi.Parameter(default="06:00", description="when the daily master snapshots land")
+    lookback_hours = luigi.IntParameter(default=12, description="keep watching a day this long after its deadline")
+    default_task_s = luigi.FloatParameter(default=60.0, description="expected duration of a task never run")
+    history_days = luigi.IntParameter(default=30, description="task history used for expected durations")
+    task_history_db = luigi.Parameter(default="", description="luigid's SQLite history ('' = the embedded one)")
+
+    @property
+    def history_path(self) -> Path:
+        if self.task_history_db:
+            return config.resolve_path(self.task_history_db)
+        ui = config.scheduler_ui()
+        return services.Luigid("luigid", ui.host, ui.port).history_db
+
+
+def feeds(days: list[dt.date], cfg: sla) -> pd.DataFrame:
+    """The day's expected feeds, whether each has landed, and its freshness tolerance (``freshness`` checks)."""
+    tolerance = {c["feed"]: c["tolerance_minutes"] for c in load_checks(config.resolve_path(dq().checks))
+                 if c["type"] == "freshness"}
+    expected = sla_rules.feed_schedule(days, replay.WINDOW_HOURS, dt.time.fromisoformat(cfg.masters_at), cfg.timezone)
+    root = config.warehouse().uri
+
+    def landed(row) -> bool:
+        paths = replay.landing_paths(root, row.invoice_date)
+        path = paths["transactions"][row.window] if row.feed == "transactions" else paths[row.feed]
+        return fs.target(path).exists()
+
+    expected["landed"] = [landed(r) for r in expected.itertuples()]
+    expected["tolerance_minutes"] = expected["feed"].map(lambda f: tolerance.get(f, 30))
+    return expected
 
 
 class DataQualityChecks(_DailyTable):
@@ -249,6 +301,9 @@ class DataQualityChecks(_DailyTable):
         failed = [r for r in results if r[5] == "FAIL"]
         for r in failed:
             log.warning("data quality %s %s on %s: %d failing rows, e.g. %s", r[4], r[1], r[3], r[6], r[7])
+        alerts.notify(spark, [Alert(kind="dq", severity=r[4], subject=f"data quality check {r[1]} failed for "
+                                    f"{self.date}", body=f"{r[3]}: {r[6]} failing rows, e.g. {r[7]} (run {run_id})",
+                                    dedupe_key=f"dq:{r[1]}:{self.date}", condition="FAIL") for r in failed])
         errors = [f"{r[1]} ({r[6]} rows, e.g. {r[7]})" for r in failed if r[4] == "error"]
         if errors:
             raise DataQualityError(f"{self.date}: error-severity checks failed: " + "; ".join(errors))

@@ -11,8 +11,10 @@ Two rules, chosen in config:
 The spread never goes below ``min_spread`` (1 unit or 1 GBP by default), so a product always sold in the
 same quantity is still scored.
 
-Only sale lines (not cancelled, quantity > 0) are scored and form baselines; a product is scored only
-with at least ``min_history`` baseline lines, and lines marked false positive leave the baseline.
+Only sale lines (not cancelled, quantity > 0) are scored and form baselines; lines marked false positive
+leave the baseline. A product with fewer than ``min_history`` baseline lines (a new product: both famous bulk
+orders of the real data are their product's first sale) is scored against the store-wide baseline of the
+same window instead, when one is given (``baseline_scope = 'store'``).
 """
 
 from __future__ import annotations
@@ -34,34 +36,48 @@ def _sale_lines(fact: DataFrame) -> DataFrame:
     return fact.where(~F.col("is_cancellation") & (F.col("quantity") > 0))
 
 
+def _long_sales(history: DataFrame, false_positive_ids: DataFrame) -> DataFrame:
+    sales = _sale_lines(history).withColumn("line_id", line_id()).join(false_positive_ids, "line_id", "left_anti")
+    return sales.select("stock_code", F.explode(F.array(*[
+        F.struct(F.lit(m).alias("metric"), F.col(m).cast("double").alias("value")) for m in METRICS
+    ])).alias("m")).select("stock_code", "m.metric", "m.value")
+
+
+def _baselines(long: DataFrame, keys: list[str]) -> DataFrame:
+    centre = long.groupBy(*keys).agg(
+        F.count(F.lit(1)).alias("baseline_lines"),
+        F.median("value").alias("baseline_median"),
+        F.stddev_samp("value").alias("baseline_stddev"),
+    )
+    spread = long.join(centre, keys).groupBy(*keys).agg(
+        F.median(F.abs(F.col("value") - F.col("baseline_median"))).alias("baseline_mad"),
+        F.avg(F.abs(F.col("value") - F.col("baseline_median"))).alias("baseline_meanad"),
+    )
+    return centre.join(spread, keys)
+
+
 def product_baselines(history: DataFrame, false_positive_ids: DataFrame) -> DataFrame:
     """Per stock code and metric: baseline lines, median, standard deviation, MAD and mean absolute deviation.
 
     ``history``: fact lines before the scored date; ``false_positive_ids``: ``line_id`` of lines marked
     false positive, which do not count.
     """
-    sales = _sale_lines(history).withColumn("line_id", line_id()).join(false_positive_ids, "line_id", "left_anti")
-    long = sales.select("stock_code", F.explode(F.array(*[
-        F.struct(F.lit(m).alias("metric"), F.col(m).cast("double").alias("value")) for m in METRICS
-    ])).alias("m")).select("stock_code", "m.metric", "m.value")
-    centre = long.groupBy("stock_code", "metric").agg(
-        F.count(F.lit(1)).alias("baseline_lines"),
-        F.median("value").alias("baseline_median"),
-        F.stddev_samp("value").alias("baseline_stddev"),
-    )
-    spread = long.join(centre, ["stock_code", "metric"]).groupBy("stock_code", "metric").agg(
-        F.median(F.abs(F.col("value") - F.col("baseline_median"))).alias("baseline_mad"),
-        F.avg(F.abs(F.col("value") - F.col("baseline_median"))).alias("baseline_meanad"),
-    )
-    return centre.join(spread, ["stock_code", "metric"])
+    return _baselines(_long_sales(history, false_positive_ids), ["stock_code", "metric"])
+
+
+def store_baselines(history: DataFrame, false_positive_ids: DataFrame) -> DataFrame:
+    """Per metric, the same statistics over every product's sale lines: the baseline of new products."""
+    return _baselines(_long_sales(history, false_positive_ids), ["metric"])
 
 
 def score_lines(day_fact: DataFrame, baselines: DataFrame, rule: str, threshold: float,
-                min_history: int, min_spread: float = 1.0) -> DataFrame:
+                min_history: int, min_spread: float = 1.0, store: DataFrame | None = None) -> DataFrame:
     """One row per sale line of ``day_fact`` and metric that ``rule`` flags against its product's baseline.
 
     Columns: the line's identity and values, ``metric``, ``value``, the baseline used (lines, median,
-    spread), ``rule``, ``threshold``, ``score``. A line flagged on both metrics gives two rows.
+    spread, ``baseline_scope``), ``rule``, ``threshold``, ``score``. A line flagged on both metrics gives
+    two rows. Products with fewer than ``min_history`` baseline lines are scored against ``store``
+    (``store_baselines``) when given, and not scored otherwise.
     """
     if rule not in RULES:
         raise ValueError(f"unknown anomaly rule {rule!r}: use one of {', '.join(RULES)}")
@@ -69,7 +85,18 @@ def score_lines(day_fact: DataFrame, baselines: DataFrame, rule: str, threshold:
     long = lines.select("*", F.explode(F.array(*[
         F.struct(F.lit(m).alias("metric"), F.col(m).cast("double").alias("value")) for m in METRICS
     ])).alias("m")).select("*", "m.metric", "m.value").drop("m")
-    joined = long.join(baselines.where(F.col("baseline_lines") >= min_history), ["stock_code", "metric"])
+    stats = ("baseline_lines", "baseline_median", "baseline_stddev", "baseline_mad", "baseline_meanad")
+    joined = long.join(baselines.where(F.col("baseline_lines") >= min_history), ["stock_code", "metric"], "left")
+    joined = joined.withColumn("baseline_scope", F.when(F.col("baseline_lines").isNotNull(), F.lit("product")))
+    if store is not None:
+        fallback = store.select("metric", *[F.col(c).alias(f"_store_{c}") for c in stats])
+        joined = joined.join(fallback, "metric", "left").withColumn(
+            "baseline_scope", F.coalesce("baseline_scope", F.when(F.col("_store_baseline_lines") >= min_history,
+                                                                  F.lit("store"))))
+        joined = joined.select(*[c for c in joined.columns if not c.startswith("_store_") and c not in stats], *[
+            F.when(F.col("baseline_scope") == "store", F.col(f"_store_{c}")).otherwise(F.col(c)).alias(c)
+            for c in stats])
+    joined = joined.where(F.col("baseline_scope").isNotNull())
     floor = F.lit(float(min_spread))
     if rule == "stddev":
         spread = F.greatest(F.coalesce(F.col("baseline_stddev"), F.lit(0.0)), floor)
@@ -83,7 +110,7 @@ def score_lines(day_fact: DataFrame, baselines: DataFrame, rule: str, threshold:
         "line_id", "invoice_date", "invoice_no", "stock_code", "invoice_ts", "customer_key", "quantity",
         "unit_price_paid", "line_amount", "metric", "value", "baseline_lines", "baseline_median",
         spread.alias("baseline_spread"), F.lit(rule).alias("rule"), F.lit(float(threshold)).alias("threshold"),
-        F.round(score, 3).alias("score"),
+        F.round(score, 3).alias("score"), "baseline_scope",
     )
 
 

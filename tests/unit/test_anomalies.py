@@ -133,3 +133,21 @@ def test_the_latest_status_change_wins_and_unreviewed_lines_are_new(spark):
     rows = {r.line_id: r for r in anomalies.with_status(flags, log).collect()}
     assert (rows["a"].status, rows["a"].status_changed_by) == ("FALSE_POSITIVE", "bob")
     assert (rows["b"].status, rows["b"].status_changed_by) == ("NEW", None)
+
+
+@pytest.mark.parametrize("qty, is_flagged", [(20, False), (21, True)])
+def test_new_products_are_scored_against_the_store_baseline(spark, history, qty, is_flagged):
+    # all 14 sale lines: median 10; absolute deviations 0,0,0,0,1,1,2,2,2,4,8,8,8,490 -> MAD 2,
+    # spread 2 / 0.6745 = 2.965: 20 scores 3.372, 21 scores 11 / 2.965 = 3.710 against 3.5
+    fps = no_false_positives(spark)
+    day = spark.createDataFrame(
+        [line("900001", "NEW", qty, day=SCORED_DAY), line("900002", "B", qty, day=SCORED_DAY)], FACT)
+    baselines, store = anomalies.product_baselines(history, fps), anomalies.store_baselines(history, fps)
+    rows = {(r.invoice_no, r.metric): r for r in
+            anomalies.score_lines(day, baselines, "mad", 3.5, 5, store=store).collect()}
+    assert (("900001", "quantity") in rows) is is_flagged
+    assert (("900002", "quantity") in rows) is is_flagged  # B has 3 lines, below the minimum of 5
+    if is_flagged:
+        r = rows[("900001", "quantity")]
+        assert (r.baseline_scope, r.baseline_lines, r.baseline_median, r.score) == ("store", 14, 10.0, 3.71)
+    assert not anomalies.score_lines(day, baselines, "mad", 3.5, 5).collect()  # without a store baseline

@@ -460,6 +460,16 @@ DATE_MARTS = (MartDailySales, MartHourlySales, MartProductPerformance, MartCusto
 CUSTOMER_MARTS = (MartCustomerRfm, MartCohortRetention)
 
 
+def reconciliation(spark, dates: list[dt.date]) -> DataFrame:
+    """The reconciliation checks of ``dates`` (``star.reconciliation``) over the published tables."""
+    dims = {"product_key": f"{DW}.dim_product", "country_key": f"{DW}.dim_country",
+            "customer_key": f"{DW}.dim_customer", "date_key": f"{DW}.dim_date"}
+    return star.reconciliation(
+        lines_for_dates(spark, dates), read_dates(spark, f"{DW}.fact_sales", dates),
+        read_dates(spark, f"{MART}.mart_daily_sales", dates),
+        {key: wh.read(spark, table) for key, table in dims.items()})
+
+
 class MartsReady(_DailyTable):
     """Records in ``ecommerce_mart.marts_ready`` the moment every mart of a date is published and reconciled.
 
@@ -479,12 +489,7 @@ class MartsReady(_DailyTable):
                 DataQualityChecks(self.date, self.revision)]
 
     def reconcile(self, spark, dates) -> dict[dt.date, dict[str, bool]]:
-        dims = {"product_key": f"{DW}.dim_product", "country_key": f"{DW}.dim_country",
-                "customer_key": f"{DW}.dim_customer", "date_key": f"{DW}.dim_date"}
-        checks = star.reconciliation(
-            lines_for_dates(spark, dates), read_dates(spark, f"{DW}.fact_sales", dates),
-            read_dates(spark, f"{MART}.mart_daily_sales", dates),
-            {key: wh.read(spark, table) for key, table in dims.items()}).collect()
+        checks = reconciliation(spark, dates).collect()
         failed = [f"{r.invoice_date} {r.check}: expected {r.expected}, got {r.actual}" for r in checks
                   if not r.passed]
         if failed:

@@ -26,6 +26,7 @@ from pipeline.tasks.dw import (
     _DailyTable,
     dw_spark,
     read_dates,
+    reconciliation,
 )
 from pipeline.transforms import anomalies as an
 from pipeline.transforms import sla as sla_rules
@@ -149,6 +150,7 @@ CHECK_FIELDS = {
     "not_null": ("columns",), "unique": ("columns",), "relationships": ("column", "to", "to_column"),
     "accepted_values": ("column", "values"), "scd2_integrity": ("key",), "batch_accounting": (),
     "volume": ("weeks", "low", "high"), "freshness": ("feed", "tolerance_minutes"),
+    "reconciliation": (),
 }
 SEVERITIES = ("error", "warn")
 
@@ -214,6 +216,9 @@ def failing_rows(spark, check: dict, day: dt.date) -> DataFrame:
         counts = read_dates(spark, check["table"], dates, date_column) \
             .groupBy(F.col(date_column).alias("date")).agg(F.count(F.lit(1)).alias("rows"))
         return checks.volume(counts, day, check["weeks"], check["low"], check["high"])
+    if kind == "reconciliation":
+        return reconciliation(spark, [day]).where(~F.col("passed")).select(
+            F.concat_ws(" ", "check", F.lit("expected"), "expected", F.lit("got"), "actual").alias("failing_key"))
     df = wh.read(spark, check["table"])
     if check["scope"] == "date":
         df = df.where(F.col(date_column) == F.lit(day))
@@ -280,7 +285,8 @@ class DataQualityChecks(_DailyTable):
     table = f"{MART}.dq_results"
 
     def requires(self):
-        return [*(m(self.date, self.revision) for m in DATE_MARTS), *(m(self.date) for m in CUSTOMER_MARTS)]
+        return [*(m(self.date, self.revision) for m in DATE_MARTS), *(m(self.date) for m in CUSTOMER_MARTS),
+                DetectAnomalies(self.date, self.revision)]
 
     def run(self):
         cfg = dq()

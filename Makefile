@@ -8,7 +8,7 @@ PY      = $(VENV)/bin/python
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test setup services-start services-stop services-status stop status lint bench bench-marts clean
+.PHONY: dashboard run test setup services-start services-stop services-status stop status lint bench bench-marts bench-dashboard clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ run: setup
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+dashboard: setup
+	$(PY) -m streamlit run dashboard/app.py
+
 stop: setup
 	$(PY) -m pipeline services stop
 
@@ -38,6 +41,9 @@ bench: setup
 
 bench-marts: setup
 	$(PY) -m bench.marts $(ARGS)
+
+bench-dashboard: setup
+	$(PY) -m bench.dashboard $(ARGS)
 
 clean:
 	-$(PY) -m pipeline services stop

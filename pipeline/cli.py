@@ -88,6 +88,7 @@ def _run(args: argparse.Namespace) -> int:
     log.info("")
     log.info("luigid visualizer: http://%s:%s/", ui.host, ui.port)
     log.info("HiveServer2:       %s", hs2.url())
+    log.info("dashboard:         make dashboard  (then http://127.0.0.1:8501/)")
     return 0 if ok else 1
 
 
@@ -140,6 +141,32 @@ def _sla(args: argparse.Namespace) -> int:
     return 0
 
 
+def _purchases_link(args: argparse.Namespace) -> int:
+    from dashboard import auth
+
+    try:
+        print(auth.purchases_url(args.customer_id, args.base_url))
+    except auth.InvalidLink as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _dashboard_user(args: argparse.Namespace) -> int:
+    import getpass
+    import json
+
+    from dashboard import auth
+
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("password: ")
+    if len(password) < 8:
+        print("error: use a password of at least 8 characters", file=sys.stderr)
+        return 2
+    entry = json.dumps({args.name: auth.hash_password(password)})
+    print(f"add to ${auth.USERS_ENV} (a JSON object of users) or [dashboard] users:\n{entry}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -175,6 +202,15 @@ def build_parser() -> argparse.ArgumentParser:
     sl = sub.add_parser("sla", help="evaluate the marts' deadlines now (or at --now), record sla_status and alert")
     sl.add_argument("--now", type=dt.datetime.fromisoformat, help="evaluation time, UTC (default: now)")
     sl.set_defaults(func=_sla)
+    pl = sub.add_parser("purchases-link", help="print a signed link to one customer's purchase history "
+                                               "(expires after 24 hours; needs $ECOM_DASHBOARD_SECRET)")
+    pl.add_argument("customer_id", type=int)
+    pl.add_argument("--base-url", default="http://127.0.0.1:8501")
+    pl.set_defaults(func=_purchases_link)
+    du = sub.add_parser("dashboard-user", help="print a dashboard user entry with a bcrypt hash of a password")
+    du.add_argument("name")
+    du.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    du.set_defaults(func=_dashboard_user)
     return parser
 
 

@@ -481,6 +481,7 @@ class MartsReady(_DailyTable):
     """
 
     table, partition = f"{MART}.marts_ready", None
+    resources = {"ecommerce_db_writer": 1, "alerts_writer": 1}
 
     def requires(self):
         from pipeline.tasks.quality import DataQualityChecks
@@ -525,7 +526,7 @@ class MartsBackfill(luigi.Task):
 
     start = luigi.DateParameter()
     end = luigi.DateParameter()
-    resources = {"ecommerce_db_writer": 1}
+    resources = {"ecommerce_db_writer": 1, "alerts_writer": 1}
 
     @property
     def days(self) -> list[dt.date]:

@@ -15,7 +15,7 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from pipeline import alerts, config, fs, replay, services
+from pipeline import alerts, config, fs, history, replay
 from pipeline import warehouse as wh
 from pipeline.tasks.dw import (
     CUSTOMER_MARTS,
@@ -252,10 +252,7 @@ class sla(luigi.Config):
 
     @property
     def history_path(self) -> Path:
-        if self.task_history_db:
-            return config.resolve_path(self.task_history_db)
-        ui = config.scheduler_ui()
-        return services.Luigid("luigid", ui.host, ui.port).history_db
+        return history.database(self.task_history_db)
 
 
 def feeds(days: list[dt.date], cfg: sla) -> pd.DataFrame:
@@ -283,6 +280,7 @@ class DataQualityChecks(_DailyTable):
     """
 
     table = f"{MART}.dq_results"
+    resources = {"ecommerce_db_writer": 1, "alerts_writer": 1}
 
     def requires(self):
         return [*(m(self.date, self.revision) for m in DATE_MARTS), *(m(self.date) for m in CUSTOMER_MARTS),

@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import sqlite3
-from pathlib import Path
 
 import luigi
 import pandas as pd
 
-from pipeline import alerts, config, fs
+from pipeline import alerts, config, fs, history
 from pipeline import warehouse as wh
 from pipeline.tasks import dw, ingest
 from pipeline.tasks.dw import MART, dw_spark, marker
@@ -82,22 +80,6 @@ def remaining_tasks(day: dt.date, families) -> list[luigi.Task]:
     return todo
 
 
-def task_history(path: Path, since: dt.datetime) -> pd.DataFrame:
-    """Luigi's task events since ``since`` with each task's family and ``date`` parameter."""
-    columns = ["event_id", "task_row_id", "task_family", "task_date", "event_name", "ts"]
-    if not path.exists():
-        log.warning("no Luigi task history at %s: expected finishes use [sla] default_task_s", path)
-        return pd.DataFrame(columns=columns)
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-        events = pd.read_sql(
-            "SELECT e.id AS event_id, t.id AS task_row_id, t.name AS task_family, p.value AS task_date, "
-            "e.event_name, e.ts FROM task_events e JOIN tasks t ON t.id = e.task_id "
-            "LEFT JOIN task_parameters p ON p.task_id = t.id AND p.name = 'date' WHERE e.ts >= ?",
-            conn, params=(since.strftime("%Y-%m-%d %H:%M:%S"),))
-    events["ts"] = pd.to_datetime(events["ts"], format="mixed")
-    return events[columns]
-
-
 def ready_times(spark, days: list[dt.date], cfg: sla) -> pd.DataFrame:
     """When each group was ready for each day: the latest of its tasks' ready times (none if one is missing)."""
     marts_ready = {r.invoice_date: r.ready_at for r in dw.read_dates(spark, f"{MART}.marts_ready", days).collect()}
@@ -129,7 +111,12 @@ def evaluate(spark, now: dt.datetime, cfg: sla) -> pd.DataFrame:
                               for t in remaining_tasks(d, g["tasks"])],
                              columns=["invoice_date", "mart_group", "task_family", "task"])
     wall = dt.datetime.now()
-    runs = rules.task_runs(task_history(cfg.history_path, wall - dt.timedelta(days=cfg.history_days)))
+    try:
+        events = history.events(cfg.history_path, wall - dt.timedelta(days=cfg.history_days))
+    except FileNotFoundError as exc:
+        log.warning("%s: expected finishes use [sla] default_task_s", exc)
+        events = pd.DataFrame(columns=history.COLUMNS)
+    runs = rules.task_runs(events)
     return rules.sla_states(groups, ready_times(spark, days, cfg), late, remaining, runs, now, cfg.default_task_s)
 
 
@@ -154,6 +141,7 @@ class SlaMonitor(luigi.Task):
     """
 
     now = luigi.DateMinuteParameter(default=_utc_minute(), description="evaluation time, UTC")
+    resources = {"alerts_writer": 1}
 
     def output(self):
         return marker("sla", f"{self.now:%Y-%m-%dT%H%M}.json")

@@ -1,0 +1,50 @@
+"""The analysts' and operators' web app: ``make dashboard`` (``streamlit run dashboard/app.py``, 127.0.0.1:8501).
+
+One file per page under ``pages/``; each has a ``render()`` that runs when Streamlit runs the page
+(not on import). A request
+carrying a purchases link (``?token=``) sees only "My purchases"; anyone else sees the login page until
+they log in as an analyst. The login lives in the server-side session, never in the URL.
+"""
+
+from pathlib import Path
+
+import streamlit as st
+
+PAGES = Path(__file__).parent / "pages"
+
+
+def pages() -> dict:
+    if "token" in st.query_params:
+        return {"": [st.Page(PAGES / "my_purchases.py", title="My purchases", url_path="my_purchases", default=True)]}
+    return {
+        "Business": [
+            st.Page(PAGES / "overview.py", title="Overview", url_path="overview", default=True),
+            st.Page(PAGES / "geography.py", title="Geography", url_path="geography"),
+            st.Page(PAGES / "products.py", title="Products", url_path="products"),
+            st.Page(PAGES / "customers.py", title="Customers", url_path="customers"),
+        ],
+        "Operations": [
+            st.Page(PAGES / "anomalies.py", title="Anomalies", url_path="anomalies"),
+            st.Page(PAGES / "pipeline_sla.py", title="Pipeline and SLA", url_path="pipeline"),
+        ],
+    }
+
+
+def main() -> None:
+    st.set_page_config(page_title="E-commerce warehouse", layout="wide")
+    if "token" not in st.query_params and not st.session_state.get("user"):
+        from dashboard.pages import login
+
+        login.render()  # no navigation until logged in: no page is reachable by its URL
+        return
+    page = st.navigation(pages())
+    if st.session_state.get("user") and "token" not in st.query_params:
+        st.sidebar.caption(f"Signed in as {st.session_state['user']}")
+        if st.sidebar.button("Log out"):
+            st.session_state.clear()
+            st.rerun()
+    page.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,232 @@
+"""The dashboard's one data module: a cached HiveServer2 connection and queries with bound parameters.
+
+Every query reads a published table; user input only ever reaches SQL as a bound parameter. Failures
+become ``DataUnavailable`` with a message a page can show.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+
+import pandas as pd
+import streamlit as st
+
+from pipeline import config
+
+log = logging.getLogger(__name__)
+TTL_S = 60
+
+
+class DataUnavailable(RuntimeError):
+    """The warehouse could not answer (HiveServer2 down, table missing or empty)."""
+
+
+@st.cache_resource(show_spinner=False)
+def _connection():
+    from pyhive import hive
+
+    config.load_profile()
+    cfg = config.hiveserver2()
+    return hive.connect(host=cfg.host, port=cfg.port, auth="NOSASL", username="dashboard")
+
+
+def _run(sql: str, params: dict | None) -> pd.DataFrame:
+    try:
+        cur = _connection().cursor()
+        try:
+            cur.execute(sql, params)
+            columns = [c[0].split(".")[-1] for c in cur.description or []]
+            return pd.DataFrame(cur.fetchall(), columns=columns)
+        finally:
+            cur.close()
+    except Exception as exc:  # noqa: BLE001  (the page shows a message, the log keeps the detail)
+        log.warning("query failed: %s: %s", type(exc).__name__, exc)
+        missing = re.search(r"TABLE_OR_VIEW_NOT_FOUND.*?`([\w.`]+)`", str(exc))
+        if missing:
+            raise DataUnavailable(f"{missing.group(1).replace('`', '').removeprefix('spark_catalog.')} is not "
+                                  "published yet: run the pipeline (`make run`, `python -m pipeline sla`).") from None
+        _connection.clear()
+        cfg = config.hiveserver2()
+        raise DataUnavailable(f"The warehouse is not answering (HiveServer2 at {cfg.host}:{cfg.port}): "
+                              f"{type(exc).__name__}. Start it with `python -m pipeline services start`.") from None
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def query(sql: str, params: dict | None = None) -> pd.DataFrame:
+    return _run(sql, params)
+
+
+def _days(start: dt.date, end: dt.date) -> dict:
+    return {"start": str(start), "end": str(end)}
+
+
+def date_bounds() -> tuple[dt.date, dt.date]:
+    df = query("SELECT min(invoice_date) AS first_day, max(invoice_date) AS last_day "
+               "FROM ecommerce_mart.mart_daily_sales")
+    if df.empty or df.iloc[0]["first_day"] is None:
+        raise DataUnavailable("No sales are published yet: run the pipeline first (`make run`).")
+    return (pd.Timestamp(df.iloc[0]["first_day"]).date(), pd.Timestamp(df.iloc[0]["last_day"]).date())
+
+
+def countries() -> list[str]:
+    return query("SELECT DISTINCT country_name FROM ecommerce_mart.mart_daily_sales "
+                 "ORDER BY country_name")["country_name"].tolist()
+
+
+def daily_sales(start: dt.date, end: dt.date) -> pd.DataFrame:
+    """``mart_daily_sales`` rows (one per date and country) of the range."""
+    df = query("SELECT invoice_date, country_code, country_name, orders, units, gross_revenue, returns_amount, "
+               "net_revenue, customers FROM ecommerce_mart.mart_daily_sales "
+               "WHERE invoice_date BETWEEN %(start)s AND %(end)s", _days(start, end))
+    return _typed(df)
+
+
+def distinct_customers(start: dt.date, end: dt.date, country_codes: list[str] | None) -> int:
+    """Known customers with a purchase in the range (and countries), from ``customer_sales_daily``."""
+    params = _days(start, end)
+    where = ""
+    if country_codes:
+        names = {f"c{i}": c for i, c in enumerate(country_codes)}
+        where = f" AND country_code IN ({', '.join(f'%({k})s' for k in names)})"
+        params |= names
+    df = query("SELECT count(DISTINCT customer_id) AS customers FROM ecommerce_dw.customer_sales_daily "
+               f"WHERE invoice_date BETWEEN %(start)s AND %(end)s{where}", params)
+    return int(df.iloc[0]["customers"]) if len(df) else 0
+
+
+def _typed(df: pd.DataFrame) -> pd.DataFrame:
+    if "invoice_date" in df:
+        df["invoice_date"] = pd.to_datetime(df["invoice_date"]).dt.date
+    for c in ("gross_revenue", "returns_amount", "net_revenue"):
+        if c in df:
+            df[c] = df[c].astype(float)
+    return df
+
+
+def sales_by_country(start: dt.date, end: dt.date) -> pd.DataFrame:
+    """Net revenue, orders and customer-days per country of the range, with ISO alpha-3 from ``dim_country``."""
+    df = query("SELECT d.country_code, c.iso3, d.country_name, sum(d.net_revenue) AS net_revenue, "
+               "sum(d.orders) AS orders, sum(d.units) AS units FROM ecommerce_mart.mart_daily_sales d "
+               "LEFT JOIN ecommerce_dw.dim_country c ON d.country_key = c.country_key "
+               "WHERE d.invoice_date BETWEEN %(start)s AND %(end)s "
+               "GROUP BY d.country_code, c.iso3, d.country_name", _days(start, end))
+    return _typed(df)
+
+
+def product_totals(start: dt.date, end: dt.date) -> pd.DataFrame:
+    """Per stock code over the range: revenue, units, returns (``mart_product_performance``)."""
+    df = query("SELECT stock_code, max(description) AS description, sum(gross_revenue) AS gross_revenue, "
+               "sum(units) AS units, sum(returned_units) AS returned_units, sum(returns_amount) AS returns_amount "
+               "FROM ecommerce_mart.mart_product_performance WHERE invoice_date BETWEEN %(start)s AND %(end)s "
+               "AND is_merchandise GROUP BY stock_code", _days(start, end))
+    return _typed(df)
+
+
+def price_versions(stock_code: str) -> pd.DataFrame:
+    """The list-price versions of a product (SCD2 ``dim_product``)."""
+    df = query("SELECT valid_from, valid_to, unit_price, description, is_current FROM ecommerce_dw.dim_product "
+               "WHERE stock_code = %(code)s ORDER BY valid_from", {"code": stock_code})
+    df["unit_price"] = df["unit_price"].astype(float)
+    return df
+
+
+def prices_paid(stock_code: str) -> pd.DataFrame:
+    """Average price paid per day for a product (``mart_product_performance``)."""
+    df = query("SELECT invoice_date, avg_price_paid, units FROM ecommerce_mart.mart_product_performance "
+               "WHERE stock_code = %(code)s ORDER BY invoice_date", {"code": stock_code})
+    df["avg_price_paid"] = df["avg_price_paid"].astype(float)
+    return _typed(df)
+
+
+def latest_as_of(table: str) -> dt.date | None:
+    df = query(f"SELECT max(as_of_date) AS as_of FROM ecommerce_mart.{table}")  # table: a constant of this module
+    value = df.iloc[0]["as_of"] if len(df) else None
+    return None if value is None else pd.Timestamp(value).date()
+
+
+def cohort_retention(as_of: dt.date) -> pd.DataFrame:
+    df = query("SELECT cohort_month, months_since, cohort_customers, customers_active, retention_rate "
+               "FROM ecommerce_mart.mart_cohort_retention WHERE as_of_date = %(d)s", {"d": str(as_of)})
+    df["retention_rate"] = df["retention_rate"].astype(float)
+    return df
+
+
+def rfm_segments(as_of: dt.date) -> pd.DataFrame:
+    df = query("SELECT segment, count(*) AS customers, sum(monetary_gbp) AS monetary_gbp "
+               "FROM ecommerce_mart.mart_customer_rfm WHERE as_of_date = %(d)s GROUP BY segment", {"d": str(as_of)})
+    df["monetary_gbp"] = df["monetary_gbp"].astype(float)
+    return df
+
+
+def new_vs_returning() -> pd.DataFrame:
+    """Per month: customers buying for the first time and customers who had bought before."""
+    return query(
+        "SELECT month, sum(CASE WHEN is_new THEN 1 ELSE 0 END) AS new_customers, "
+        "sum(CASE WHEN is_new THEN 0 ELSE 1 END) AS returning_customers FROM ("
+        "SELECT DISTINCT trunc(s.invoice_date, 'MM') AS month, s.customer_id, "
+        "trunc(c.first_order_date, 'MM') = trunc(s.invoice_date, 'MM') AS is_new "
+        "FROM ecommerce_dw.customer_sales_daily s JOIN ecommerce_dw.dim_customer c "
+        "ON s.customer_id = c.customer_id) t GROUP BY month ORDER BY month")
+
+
+ANOMALY_STATUSES = ("NEW", "ACKNOWLEDGED", "RESOLVED", "FALSE_POSITIVE")
+
+
+def anomalies(statuses: list[str], limit: int = 500) -> pd.DataFrame:
+    """Flagged lines in the given statuses, highest score first."""
+    chosen = {f"s{i}": s for i, s in enumerate(s for s in statuses if s in ANOMALY_STATUSES)}
+    if not chosen:
+        return pd.DataFrame()
+    df = query("SELECT line_id, invoice_date, invoice_no, stock_code, quantity, line_amount, metric, value, "
+               "baseline_scope, baseline_lines, baseline_median, baseline_spread, rule, score, status, "
+               "status_changed_by, status_changed_at, detected_at FROM ecommerce_mart.anomalies "
+               f"WHERE status IN ({', '.join(f'%({k})s' for k in chosen)}) ORDER BY score DESC "
+               f"LIMIT {int(limit)}", chosen)
+    return _typed(df)
+
+
+def sla_status() -> pd.DataFrame:
+    return query("SELECT invoice_date, mart_group, state, deadline_at, ready_at, expected_finish_at, evidence, "
+                 "checked_at FROM ecommerce_mart.sla_status ORDER BY invoice_date")
+
+
+def batch_accounting(limit_days: int = 14) -> pd.DataFrame:
+    """Per transaction batch of the latest days: received, loaded, quarantined, duplicates, released."""
+    return query("SELECT batch_id, window_start, rows_received, rows_loaded, rows_quarantined, rows_duplicate, "
+                 "rows_released, status FROM ecommerce_db.batch_audit WHERE feed = 'transactions' "
+                 f"ORDER BY window_start DESC LIMIT {int(limit_days) * 6}")
+
+
+def dq_results(day: dt.date) -> pd.DataFrame:
+    return query("SELECT check_name, check_type, table_name, severity, status, failing_rows, sample_keys, "
+                 "checked_at, run_id FROM ecommerce_mart.dq_results WHERE invoice_date = %(d)s "
+                 "ORDER BY checked_at DESC, check_name", {"d": str(day)})
+
+
+def purchase_history(customer_id: int, buckets: int = 32) -> pd.DataFrame:
+    """One customer's lines: reads only the customer's bucket of each month."""
+    df = query("SELECT invoice_no, invoice_ts, stock_code, description, quantity, unit_price_paid, line_amount, "
+               "is_cancellation, country_name FROM ecommerce_mart.mart_customer_purchase_history "
+               "WHERE customer_bucket = pmod(%(c)s, %(b)s) AND customer_id = %(c)s ORDER BY invoice_ts, invoice_no",
+               {"c": int(customer_id), "b": int(buckets)})
+    for c in ("unit_price_paid", "line_amount"):
+        df[c] = df[c].astype(float)
+    return df
+
+
+def task_history(since: dt.datetime) -> pd.DataFrame:
+    """Luigi's task events since ``since`` (luigid's SQLite history)."""
+    import luigi.configuration
+
+    from pipeline import history
+
+    config.load_profile()
+    path = history.database(luigi.configuration.get_config().get("sla", "task_history_db", ""))
+    try:
+        return history.events(path, since)
+    except FileNotFoundError:
+        raise DataUnavailable(f"No Luigi task history at {path}: is luigid running with task history on?") from None
+    except Exception as exc:  # noqa: BLE001
+        raise DataUnavailable(f"The Luigi task history at {path} cannot be read: {type(exc).__name__}") from None

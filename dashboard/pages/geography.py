@@ -1,0 +1,32 @@
+"""Geography: net revenue by country on a map, a ranked table, and the UK against the rest of the world."""
+
+import streamlit as st
+
+from dashboard import charts, data, metrics, widgets
+
+
+def render() -> None:
+    st.title("Geography")
+    picked = widgets.date_range("geography_dates")
+    if picked is None:
+        return
+    try:
+        by_country = data.sales_by_country(*picked)
+    except data.DataUnavailable as exc:
+        st.error(str(exc))
+        return
+    if by_country.empty:
+        st.info("No sales published in this range.")
+        return
+    left, right = st.columns([3, 1])
+    left.plotly_chart(charts.country_choropleth(by_country), width="stretch")
+    right.plotly_chart(charts.uk_split(by_country), width="stretch")
+    share = metrics.uk_share(by_country)
+    right.metric("UK share of net revenue", "n/a" if share is None else f"{share:.1%}")
+    ranked = by_country.sort_values("net_revenue", ascending=False).reset_index(drop=True)
+    ranked.index += 1
+    st.dataframe(ranked[["country_name", "country_code", "iso3", "net_revenue", "orders", "units"]], width="stretch")
+
+
+if __name__ == "__main__":
+    render()

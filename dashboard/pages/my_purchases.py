@@ -1,0 +1,41 @@
+"""My purchases (shoppers): one customer's invoices and lines, opened only with a signed, expiring link."""
+
+import streamlit as st
+
+from dashboard import auth, data, metrics
+
+LINK_MAX_AGE_S = 24 * 3600
+
+
+def render() -> None:
+    st.title("My purchases")
+    try:
+        customer_id = auth.read_token(st.query_params.get("token"), LINK_MAX_AGE_S)
+    except auth.InvalidLink as exc:
+        st.error(f"Sorry, {exc}.")
+        return
+    try:
+        lines = data.purchase_history(customer_id)
+    except data.DataUnavailable:
+        st.error("Your purchase history is not available right now. Please try again later.")
+        return
+    st.caption(f"Customer {customer_id}")
+    if lines.empty:
+        st.info("No purchases yet.")
+        return
+    totals = metrics.purchase_totals(lines)
+    cols = st.columns(4)
+    cols[0].metric("Orders", f"{totals['invoices']:,}")
+    cols[1].metric("Spent", f"£{totals['spent_gbp']:,.2f}")
+    cols[2].metric("Returned", f"£{totals['returned_gbp']:,.2f}")
+    cols[3].metric("Net", f"£{totals['net_gbp']:,.2f}")
+    invoices = lines.groupby(["invoice_no", "invoice_ts"], as_index=False).agg(
+        items=("stock_code", "size"), amount_gbp=("line_amount", "sum")).sort_values("invoice_ts", ascending=False)
+    st.subheader("Invoices")
+    st.dataframe(invoices, width="stretch", hide_index=True)
+    st.subheader("Lines")
+    st.dataframe(lines, width="stretch", hide_index=True)
+
+
+if __name__ == "__main__":
+    render()

@@ -1,0 +1,80 @@
+"""Pipeline and SLA: each day's SLA state, the latest day's task runs, batch accounting, data-quality results."""
+
+import datetime as dt
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, data
+from pipeline import config
+from pipeline.transforms import sla as sla_rules
+
+
+def render() -> None:
+    st.title("Pipeline and SLA")
+    config.load_profile()
+    ui = config.scheduler_ui()
+    st.markdown(f"Luigi visualizer: [http://{ui.host}:{ui.port}/](http://{ui.host}:{ui.port}/)")
+    _sla()
+    _runs()
+    _batches()
+
+
+def _sla() -> None:
+    st.subheader("SLA")
+    try:
+        status = data.sla_status()
+    except data.DataUnavailable as exc:
+        st.error(str(exc))
+        return
+    if status.empty:
+        st.info("The SLA monitor has not run yet: `python -m pipeline sla`.")
+        return
+    st.plotly_chart(charts.sla_strip(status), width="stretch")
+    st.dataframe(status.sort_values("invoice_date", ascending=False), width="stretch", hide_index=True)
+
+
+def _runs() -> None:
+    st.subheader("Task runs of the latest day")
+    try:
+        events = data.task_history(dt.datetime.now() - dt.timedelta(days=30))
+    except data.DataUnavailable as exc:
+        st.error(str(exc))
+        return
+    dated = events[events["task_date"].notna()]
+    if dated.empty:
+        st.info("No dated task has run yet.")
+        return
+    day = dated["task_date"].max()
+    runs = sla_rules.task_runs(dated[dated["task_date"] == day])
+    st.caption(f"Tasks of {day}: {len(runs)} runs, {int((runs['outcome'] == 'FAILED').sum())} failed")
+    st.plotly_chart(charts.run_timeline(runs), width="stretch")
+    tries = runs.groupby("task_family").agg(runs=("outcome", "size"), failed=("outcome", lambda o: (o == "FAILED")
+                                                                              .sum()))
+    retried = tries[(tries["runs"] > 1) | (tries["failed"] > 0)]
+    if not retried.empty:
+        st.write("Failures and retries")
+        st.dataframe(retried, width="stretch")
+    try:
+        st.subheader(f"Data-quality results of {day}")
+        st.dataframe(data.dq_results(pd.Timestamp(day).date()), width="stretch", hide_index=True)
+    except data.DataUnavailable as exc:
+        st.error(str(exc))
+
+
+def _batches() -> None:
+    st.subheader("Batch accounting (latest batches)")
+    try:
+        batches = data.batch_accounting()
+    except data.DataUnavailable as exc:
+        st.error(str(exc))
+        return
+    if batches.empty:
+        st.info("No batch loaded yet.")
+        return
+    st.plotly_chart(charts.batch_accounting(batches), width="stretch")
+    st.dataframe(batches, width="stretch", hide_index=True)
+
+
+if __name__ == "__main__":
+    render()

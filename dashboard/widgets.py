@@ -1,0 +1,24 @@
+"""Sidebar controls shared by pages."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import streamlit as st
+
+from dashboard import data
+
+
+def date_range(key: str) -> tuple[dt.date, dt.date] | None:
+    """A date range within the published sales (default: the last month); None with a message shown."""
+    try:
+        first, last = data.date_bounds()
+    except data.DataUnavailable as exc:
+        st.error(str(exc))
+        return None
+    picked = st.sidebar.date_input("Dates", value=(max(first, last.replace(day=1)), last), min_value=first,
+                                   max_value=last, key=key)
+    if not isinstance(picked, tuple) or len(picked) != 2:
+        st.info("Pick a start and an end date.")
+        return None
+    return picked

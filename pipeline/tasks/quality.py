@@ -27,6 +27,7 @@ from pipeline.tasks.dw import (
     dw_spark,
     read_dates,
     reconciliation,
+    source_days,
 )
 from pipeline.transforms import anomalies as an
 from pipeline.transforms import sla as sla_rules
@@ -91,7 +92,9 @@ class DetectAnomalies(_DailyTable):
     table = f"{MART}.anomalies"
 
     def requires(self):
-        return FactSales(self.date, self.revision)
+        """The day's fact and every fact partition of its baseline window."""
+        start = self.date - dt.timedelta(days=anomaly().baseline_days)
+        return [FactSales(self.date, self.revision), *(FactSales(d) for d in source_days() if start <= d < self.date)]
 
     def build(self, spark, dates):
         cfg = anomaly()

@@ -34,8 +34,17 @@ def _run(stack, module: str, *task: str) -> float:
 
 
 def _settled(page, heading: str) -> None:
+    """The page's heading is shown and Streamlit has finished running it (status widget came and went)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     page.get_by_role("heading", name=heading).wait_for(timeout=120_000)
+    try:
+        page.locator('[data-testid="stStatusWidget"]').wait_for(state="attached", timeout=3000)
+    except PlaywrightTimeout:
+        pass
     page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
+    content = ", ".join(f'[data-testid="{t}"]' for t in ("stPlotlyChart", "stDataFrame", "stAlert", "stMetric"))
+    page.locator(content).first.wait_for(timeout=120_000)
 
 
 def main(argv: list[str] | None = None) -> int:

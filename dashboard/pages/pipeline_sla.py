@@ -49,12 +49,12 @@ def _runs() -> None:
     runs = sla_rules.task_runs(dated[dated["task_date"] == day])
     st.caption(f"Tasks of {day}: {len(runs)} runs, {int((runs['outcome'] == 'FAILED').sum())} failed")
     st.plotly_chart(charts.run_timeline(runs), width="stretch")
-    tries = runs.groupby("task_family").agg(runs=("outcome", "size"), failed=("outcome", lambda o: (o == "FAILED")
-                                                                              .sum()))
+    tries = runs.assign(failed=runs["outcome"] == "FAILED").groupby("task_row_id").agg(
+        task=("task_family", "first"), runs=("outcome", "size"), failed=("failed", "sum"))
     retried = tries[(tries["runs"] > 1) | (tries["failed"] > 0)]
     if not retried.empty:
         st.write("Failures and retries")
-        st.dataframe(retried, width="stretch")
+        st.dataframe(retried, width="stretch", hide_index=True)
     try:
         st.subheader(f"Data-quality results of {day}")
         st.dataframe(data.dq_results(pd.Timestamp(day).date()), width="stretch", hide_index=True)

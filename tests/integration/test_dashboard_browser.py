@@ -24,6 +24,7 @@ playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = "/usr/bin/chromium"
 USER, PASSWORD, SECRET = "analyst", "correct horse battery", "browser-test-secret"
 SHOTS = ROOT / "test-artifacts" / "screenshots"
+CONTENT = ", ".join(f'[data-testid="{t}"]' for t in ("stPlotlyChart", "stDataFrame", "stAlert", "stMetric"))
 PAGES = ("Overview", "Geography", "Products", "Customers", "Anomalies", "Pipeline and SLA")
 
 
@@ -79,8 +80,13 @@ def wait_text(page, text, timeout=120_000):
 
 
 def settled(page, timeout=120_000):
-    """Streamlit has finished running the page (its status widget is gone)."""
+    """Streamlit has run the page: its status widget came and went, and some content is shown."""
+    try:
+        page.locator('[data-testid="stStatusWidget"]').wait_for(state="attached", timeout=3000)
+    except playwright.TimeoutError:
+        pass  # the run may already be over
     page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
+    page.locator(CONTENT).first.wait_for(timeout=timeout)
 
 
 def log_in(page, url, password):
@@ -119,7 +125,7 @@ def test_an_analyst_sees_every_page_and_the_overview_kpis_equal_the_marts(app_ur
         assert page.locator('[data-testid="stException"]').count() == 0, name
         if name in ("Geography", "Products", "Customers"):
             assert page.get_by_text("not answering").count() == 0, name
-            assert page.locator(".js-plotly-plot").count() >= 1, name
+            assert page.locator('[data-testid="stPlotlyChart"]').count() >= 1, name
         page.screenshot(path=str(SHOTS / f"{name.lower().replace(' ', '_')}.png"), full_page=True)
     page.close()
 

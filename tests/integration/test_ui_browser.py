@@ -1,7 +1,9 @@
 """The dashboard in a real browser (Debian chromium driven by Playwright) against the real app on loopback,
 reading the integration days' marts over HiveServer2: log in, visit every page, compare the KPIs with the
 marts queried directly, open a signed purchases link, refuse a tampered link and a wrong password.
-Screenshots of every page go to ``test-artifacts/screenshots``."""
+Screenshots of every page go to ``test-artifacts/screenshots``. Only reads; its name sorts it after the modules
+that ingest and publish (``test_ingestion`` counts the markers of the days it ingested).
+"""
 
 import json
 import os

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import socket
 import statistics
 import subprocess
@@ -23,7 +24,8 @@ import urllib.request
 from bench.stack import ROOT, bench_stack, luigi_cmd, run_measured, succeeded
 
 PAGES = ("Overview", "Geography", "Products", "Customers", "Anomalies", "Pipeline and SLA")
-USER, PASSWORD, SECRET = "bench", "bench-password", "bench-secret"
+USER = "bench"
+PASSWORD, SECRET = secrets.token_urlsafe(16), secrets.token_urlsafe(32)  # per run, never stored
 
 
 def _run(stack, module: str, *task: str) -> float:

@@ -7,6 +7,7 @@ that ingest and publish (``test_ingestion`` counts the markers of the days it in
 
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -24,7 +25,8 @@ pytestmark = pytest.mark.integration
 playwright = pytest.importorskip("playwright.sync_api")
 
 CHROMIUM = "/usr/bin/chromium"
-USER, PASSWORD, SECRET = "analyst", "correct horse battery", "browser-test-secret"
+USER = "analyst"
+PASSWORD, SECRET = secrets.token_urlsafe(16), secrets.token_urlsafe(32)  # per run, never stored
 SHOTS = ROOT / "test-artifacts" / "screenshots"
 CONTENT = ", ".join(f'[data-testid="{t}"]' for t in ("stPlotlyChart", "stDataFrame", "stAlert", "stMetric"))
 PAGES = ("Overview", "Geography", "Products", "Customers", "Anomalies", "Pipeline and SLA")

@@ -1,16 +1,19 @@
 """The analysts' and operators' web app: ``make dashboard`` (``streamlit run dashboard/app.py``, 127.0.0.1:8501).
 
-One file per page under ``pages/``; each has a ``render()`` that runs when Streamlit runs the page
-(not on import). A request
-carrying a purchases link (``?token=``) sees only "My purchases"; anyone else sees the login page until
-they log in as an analyst. The login lives in the server-side session, never in the URL.
+One file per page under ``views/``; each has a ``render()`` that runs when Streamlit runs the page (not on
+import) and may raise ``DataUnavailable``, which is shown as a message. A request carrying a purchases link
+(``?token=``) sees only "My purchases"; anyone else sees the login page until they log in as an analyst. The
+login lives in the server-side session, never in the URL. The folder must not be called ``pages/``: Streamlit
+serves a ``pages/`` folder beside the main script as an old-style multipage app, to anyone, before any login.
 """
 
 from pathlib import Path
 
 import streamlit as st
 
-PAGES = Path(__file__).parent / "pages"
+from dashboard import widgets
+
+PAGES = Path(__file__).parent / "views"
 
 
 def pages() -> dict:
@@ -33,7 +36,7 @@ def pages() -> dict:
 def main() -> None:
     st.set_page_config(page_title="E-commerce warehouse", layout="wide")
     if "token" not in st.query_params and not st.session_state.get("user"):
-        from dashboard.pages import login
+        from dashboard.views import login
 
         login.render()  # no navigation until logged in: no page is reachable by its URL
         return
@@ -43,7 +46,7 @@ def main() -> None:
         if st.sidebar.button("Log out"):
             st.session_state.clear()
             st.rerun()
-    page.run()
+    widgets.section(page.run)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import streamlit as st
 from pipeline import config
 
 log = logging.getLogger(__name__)
-TTL_S = 60
+TTL_S = 300  # marts are published every 4 hours; an analyst sees them at most 5 minutes late
 
 
 class DataUnavailable(RuntimeError):
@@ -83,17 +83,22 @@ def daily_sales(start: dt.date, end: dt.date) -> pd.DataFrame:
     return _typed(df)
 
 
-def distinct_customers(start: dt.date, end: dt.date, country_codes: list[str] | None) -> int:
-    """Known customers with a purchase in the range (and countries), from ``customer_sales_daily``."""
-    params = _days(start, end)
+def distinct_customers(periods: list[tuple[dt.date, dt.date]], country_codes: list[str] | None) -> list[int]:
+    """Known customers with a purchase in each period (and countries), from ``customer_sales_daily``: one query."""
+    params = {"start": str(min(a for a, _ in periods)), "end": str(max(b for _, b in periods))}
+    counts = []
+    for i, (a, b) in enumerate(periods):
+        params |= {f"a{i}": str(a), f"b{i}": str(b)}
+        counts.append(f"count(DISTINCT CASE WHEN invoice_date BETWEEN %(a{i})s AND %(b{i})s THEN customer_id END) "
+                      f"AS customers_{i}")
     where = ""
     if country_codes:
         names = {f"c{i}": c for i, c in enumerate(country_codes)}
         where = f" AND country_code IN ({', '.join(f'%({k})s' for k in names)})"
         params |= names
-    df = query("SELECT count(DISTINCT customer_id) AS customers FROM ecommerce_dw.customer_sales_daily "
+    df = query(f"SELECT {', '.join(counts)} FROM ecommerce_dw.customer_sales_daily "
                f"WHERE invoice_date BETWEEN %(start)s AND %(end)s{where}", params)
-    return int(df.iloc[0]["customers"]) if len(df) else 0
+    return [int(v or 0) for v in df.iloc[0]] if len(df) else [0] * len(periods)
 
 
 def _typed(df: pd.DataFrame) -> pd.DataFrame:
@@ -147,8 +152,8 @@ def latest_as_of(table: str) -> dt.date | None:
 
 
 def cohort_retention(as_of: dt.date) -> pd.DataFrame:
-    df = query("SELECT cohort_month, months_since, cohort_customers, customers_active, retention_rate "
-               "FROM ecommerce_mart.mart_cohort_retention WHERE as_of_date = %(d)s", {"d": str(as_of)})
+    df = query("SELECT cohort_month, months_since, activity_month, cohort_customers, customers_active, "
+               "retention_rate FROM ecommerce_mart.mart_cohort_retention WHERE as_of_date = %(d)s", {"d": str(as_of)})
     df["retention_rate"] = df["retention_rate"].astype(float)
     return df
 
@@ -158,17 +163,6 @@ def rfm_segments(as_of: dt.date) -> pd.DataFrame:
                "FROM ecommerce_mart.mart_customer_rfm WHERE as_of_date = %(d)s GROUP BY segment", {"d": str(as_of)})
     df["monetary_gbp"] = df["monetary_gbp"].astype(float)
     return df
-
-
-def new_vs_returning() -> pd.DataFrame:
-    """Per month: customers buying for the first time and customers who had bought before."""
-    return query(
-        "SELECT month, sum(CASE WHEN is_new THEN 1 ELSE 0 END) AS new_customers, "
-        "sum(CASE WHEN is_new THEN 0 ELSE 1 END) AS returning_customers FROM ("
-        "SELECT DISTINCT trunc(s.invoice_date, 'MM') AS month, s.customer_id, "
-        "trunc(c.first_order_date, 'MM') = trunc(s.invoice_date, 'MM') AS is_new "
-        "FROM ecommerce_dw.customer_sales_daily s JOIN ecommerce_dw.dim_customer c "
-        "ON s.customer_id = c.customer_id) t GROUP BY month ORDER BY month")
 
 
 ANOMALY_STATUSES = ("NEW", "ACKNOWLEDGED", "RESOLVED", "FALSE_POSITIVE")

@@ -45,6 +45,17 @@ def changes(current: dict, previous: dict) -> dict[str, float | None]:
     return out
 
 
+def new_vs_returning(cohorts: pd.DataFrame) -> pd.DataFrame:
+    """Per month from ``mart_cohort_retention``: customers ordering for the first time (their cohort's month 0)
+    and customers ordering again (active in a later month of their cohort)."""
+    active = cohorts.assign(is_new=cohorts["months_since"] == 0)
+    monthly = active.pivot_table(index="activity_month", columns="is_new", values="customers_active",
+                                 aggfunc="sum", fill_value=0)
+    return pd.DataFrame({"month": monthly.index,
+                         "new_customers": monthly.get(True, 0).astype(int).to_numpy(),
+                         "returning_customers": monthly.get(False, 0).astype(int).to_numpy()}).sort_values("month")
+
+
 def revenue_by_day(daily: pd.DataFrame) -> pd.DataFrame:
     """Net, gross revenue and returns per invoice date."""
     cols = ["gross_revenue", "returns_amount", "net_revenue"]

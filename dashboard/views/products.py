@@ -14,11 +14,7 @@ def render() -> None:
         return
     by = MEASURES[st.sidebar.radio("Rank by", list(MEASURES), key="products_by")]
     n = st.sidebar.slider("Top N", 5, 50, 10, key="products_n")
-    try:
-        totals = data.product_totals(*picked)
-    except data.DataUnavailable as exc:
-        st.error(str(exc))
-        return
+    totals = data.product_totals(*picked)
     if totals.empty:
         st.info("No product sales published in this range.")
         return
@@ -27,17 +23,17 @@ def render() -> None:
     names = dict(zip(top["stock_code"], top["description"].fillna(""), strict=True))
     code = st.selectbox("Price history of", list(names), format_func=lambda c: f"{c} {names[c]}",
                         key="products_code")
-    try:
-        versions, paid = data.price_versions(code), data.prices_paid(code)
-    except data.DataUnavailable as exc:
-        st.error(str(exc))
-    else:
-        st.plotly_chart(charts.price_history(versions, paid, picked[1]), width="stretch")
-        st.dataframe(versions, width="stretch", hide_index=True)
+    widgets.section(lambda: _price_history(code, picked[1]))
     st.subheader("Returns by product")
     returns = metrics.top_n(totals[totals["returns_amount"] > 0], "returns_amount", n)
     st.dataframe(returns[["stock_code", "description", "returned_units", "returns_amount", "units"]],
                  width="stretch", hide_index=True)
+
+
+def _price_history(code: str, until) -> None:
+    versions, paid = data.price_versions(code), data.prices_paid(code)
+    st.plotly_chart(charts.price_history(versions, paid, until), width="stretch")
+    st.dataframe(versions, width="stretch", hide_index=True)
 
 
 if __name__ == "__main__":

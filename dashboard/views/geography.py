@@ -10,11 +10,7 @@ def render() -> None:
     picked = widgets.date_range("geography_dates")
     if picked is None:
         return
-    try:
-        by_country = data.sales_by_country(*picked)
-    except data.DataUnavailable as exc:
-        st.error(str(exc))
-        return
+    by_country = data.sales_by_country(*picked)
     if by_country.empty:
         st.info("No sales published in this range.")
         return

@@ -5,7 +5,7 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data
+from dashboard import charts, data, widgets
 from pipeline import config
 from pipeline.transforms import sla as sla_rules
 
@@ -15,18 +15,13 @@ def render() -> None:
     config.load_profile()
     ui = config.scheduler_ui()
     st.markdown(f"Luigi visualizer: [http://{ui.host}:{ui.port}/](http://{ui.host}:{ui.port}/)")
-    _sla()
-    _runs()
-    _batches()
+    for part in (_sla, _runs, _batches):
+        widgets.section(part)
 
 
 def _sla() -> None:
     st.subheader("SLA")
-    try:
-        status = data.sla_status()
-    except data.DataUnavailable as exc:
-        st.error(str(exc))
-        return
+    status = data.sla_status()
     if status.empty:
         st.info("The SLA monitor has not run yet: `python -m pipeline sla`.")
         return
@@ -36,11 +31,7 @@ def _sla() -> None:
 
 def _runs() -> None:
     st.subheader("Task runs of the latest day")
-    try:
-        events = data.task_history(dt.datetime.now() - dt.timedelta(days=30))
-    except data.DataUnavailable as exc:
-        st.error(str(exc))
-        return
+    events = data.task_history(dt.datetime.now() - dt.timedelta(days=30))
     dated = events[events["task_date"].notna()]
     if dated.empty:
         st.info("No dated task has run yet.")
@@ -55,20 +46,14 @@ def _runs() -> None:
     if not retried.empty:
         st.write("Failures and retries")
         st.dataframe(retried, width="stretch", hide_index=True)
-    try:
-        st.subheader(f"Data-quality results of {day}")
-        st.dataframe(data.dq_results(pd.Timestamp(day).date()), width="stretch", hide_index=True)
-    except data.DataUnavailable as exc:
-        st.error(str(exc))
+    st.subheader(f"Data-quality results of {day}")
+    widgets.section(lambda: st.dataframe(data.dq_results(pd.Timestamp(day).date()), width="stretch",
+                                         hide_index=True))
 
 
 def _batches() -> None:
     st.subheader("Batch accounting (latest batches)")
-    try:
-        batches = data.batch_accounting()
-    except data.DataUnavailable as exc:
-        st.error(str(exc))
-        return
+    batches = data.batch_accounting()
     if batches.empty:
         st.info("No batch loaded yet.")
         return

@@ -26,24 +26,18 @@ def render() -> None:
     if picked is None:
         return
     start, end = picked
-    try:
-        chosen = st.sidebar.multiselect("Countries", data.countries(), key="overview_countries")
-    except data.DataUnavailable as exc:
-        st.error(str(exc))
-        return
+    chosen = st.sidebar.multiselect("Countries", data.countries(), key="overview_countries")
     prev_start, prev_end = metrics.previous_period(start, end)
-    try:
-        current, previous = data.daily_sales(start, end), data.daily_sales(prev_start, prev_end)
-        codes = None
-        if chosen:
-            current = current[current["country_name"].isin(chosen)]
-            previous = previous[previous["country_name"].isin(chosen)]
-            codes = sorted(set(current["country_code"]) | set(previous["country_code"])) or ["-"]
-        now_kpis = metrics.kpis(current, data.distinct_customers(start, end, codes))
-        before = metrics.kpis(previous, data.distinct_customers(prev_start, prev_end, codes))
-    except data.DataUnavailable as exc:
-        st.error(str(exc))
-        return
+    both = data.daily_sales(prev_start, end)
+    current = both[both["invoice_date"] >= start]
+    previous = both[both["invoice_date"] <= prev_end]
+    codes = None
+    if chosen:
+        current = current[current["country_name"].isin(chosen)]
+        previous = previous[previous["country_name"].isin(chosen)]
+        codes = sorted(set(current["country_code"]) | set(previous["country_code"])) or ["-"]
+    customers_now, customers_before = data.distinct_customers([(start, end), (prev_start, prev_end)], codes)
+    now_kpis, before = metrics.kpis(current, customers_now), metrics.kpis(previous, customers_before)
     if current.empty:
         st.info(f"No sales published between {start} and {end}.")
         return

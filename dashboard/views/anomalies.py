@@ -22,11 +22,7 @@ def render() -> None:
     st.title("Anomalies")
     statuses = st.sidebar.multiselect("Status", data.ANOMALY_STATUSES, default=["NEW", "ACKNOWLEDGED"],
                                       key="anomaly_status")
-    try:
-        flagged = data.anomalies(statuses)
-    except data.DataUnavailable as exc:
-        st.error(str(exc))
-        return
+    flagged = data.anomalies(statuses)
     if flagged.empty:
         st.info("No flagged lines in these statuses.")
         return

@@ -25,9 +25,15 @@ class Stack:
 
 
 @contextlib.contextmanager
-def bench_stack(keep: bool = False):
-    """Metastore, HiveServer2 and luigid on the bench ports with a fresh state dir (removed afterwards)."""
-    state = Path(tempfile.mkdtemp(prefix="ecom-bench-", dir=ROOT / "var" if (ROOT / "var").exists() else None))
+def bench_stack(keep: bool = False, reuse: Path | None = None):
+    """Metastore, HiveServer2 and luigid on the bench ports with a fresh state dir (removed afterwards), or on
+    the state dir a ``keep`` run left (``reuse``: kept afterwards, services restarted with the current code)."""
+    if reuse is not None:
+        keep, state = True, reuse.resolve()
+        if not (state / "bench.cfg").exists():
+            raise SystemExit(f"{state} is not a kept bench stack (no bench.cfg)")
+    else:
+        state = Path(tempfile.mkdtemp(prefix="ecom-bench-", dir=ROOT / "var" if (ROOT / "var").exists() else None))
     overlay = state / "bench.cfg"
     overlay.write_text(
         f"[state]\ndir = {state}\n[metastore]\nuri = thrift://127.0.0.1:{PORTS['metastore']}\n"
@@ -41,6 +47,8 @@ def bench_stack(keep: bool = False):
     config.load_profile()
     try:
         t0 = time.monotonic()
+        if reuse is not None:
+            services.stop_all()
         services.start_all()
         yield Stack(state, env, time.monotonic() - t0)
     finally:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard import widgets
+from dashboard import data, widgets
 
 PAGES = Path(__file__).parent / "views"
 
@@ -43,6 +43,8 @@ def main() -> None:
     page = st.navigation(pages())
     if st.session_state.get("user") and "token" not in st.query_params:
         st.sidebar.caption(f"Signed in as {st.session_state['user']}")
+        if st.sidebar.button("Refresh data", help=f"Query results are kept {data.TTL_S // 60} minutes"):
+            data.query.clear()
         if st.sidebar.button("Log out"):
             st.session_state.clear()
             st.rerun()

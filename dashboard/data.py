@@ -6,8 +6,10 @@ become ``DataUnavailable`` with a message a page can show.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+import queue
 import re
 
 import pandas as pd
@@ -24,30 +26,63 @@ class DataUnavailable(RuntimeError):
 
 
 @st.cache_resource(show_spinner=False)
-def _connection():
+def _pool() -> queue.LifoQueue:
+    """Idle HiveServer2 connections of this app process. A Thrift connection serves one query at a time and
+    Streamlit runs each browser session in its own thread, so a query borrows one and gives it back."""
+    return queue.LifoQueue()
+
+
+def _connect():
     from pyhive import hive
 
     config.load_profile()
     cfg = config.hiveserver2()
-    return hive.connect(host=cfg.host, port=cfg.port, auth="NOSASL", username="dashboard")
+    conn = hive.connect(host=cfg.host, port=cfg.port, auth="NOSASL", username="dashboard")
+    cur = conn.cursor()
+    try:  # this session only: min/max/distinct of a partition column are read from the metastore
+        cur.execute("SET spark.sql.optimizer.metadataOnly=true")
+    finally:
+        cur.close()
+    return conn
+
+
+def _fetch(sql: str, params: dict | None) -> pd.DataFrame:
+    pool = _pool()
+    try:
+        conn = pool.get_nowait()
+    except queue.Empty:
+        conn = _connect()
+    try:
+        cur = conn.cursor()
+        cur.execute(sql, params)
+        columns = [c[0].split(".")[-1] for c in cur.description or []]
+        df = pd.DataFrame(cur.fetchall(), columns=columns)
+        cur.close()
+    except Exception:
+        with contextlib.suppress(Exception):
+            conn.close()
+        raise
+    pool.put(conn)
+    return df
 
 
 def _run(sql: str, params: dict | None) -> pd.DataFrame:
+    """One query; a failed one is retried once on a new connection (a long-lived session can hold a file
+    listing of a partition the pipeline has since rewritten)."""
     try:
-        cur = _connection().cursor()
         try:
-            cur.execute(sql, params)
-            columns = [c[0].split(".")[-1] for c in cur.description or []]
-            return pd.DataFrame(cur.fetchall(), columns=columns)
-        finally:
-            cur.close()
+            return _fetch(sql, params)
+        except Exception as first:  # noqa: BLE001
+            if "TABLE_OR_VIEW_NOT_FOUND" in str(first):
+                raise
+            log.info("query failed (%s), retrying on a new connection", type(first).__name__)
+            return _fetch(sql, params)
     except Exception as exc:  # noqa: BLE001  (the page shows a message, the log keeps the detail)
         log.warning("query failed: %s: %s", type(exc).__name__, exc)
         missing = re.search(r"TABLE_OR_VIEW_NOT_FOUND.*?`([\w.`]+)`", str(exc))
         if missing:
             raise DataUnavailable(f"{missing.group(1).replace('`', '').removeprefix('spark_catalog.')} is not "
                                   "published yet: run the pipeline (`make run`, `python -m pipeline sla`).") from None
-        _connection.clear()
         cfg = config.hiveserver2()
         raise DataUnavailable(f"The warehouse is not answering (HiveServer2 at {cfg.host}:{cfg.port}): "
                               f"{type(exc).__name__}. Start it with `python -m pipeline services start`.") from None
@@ -63,16 +98,18 @@ def _days(start: dt.date, end: dt.date) -> dict:
 
 
 def date_bounds() -> tuple[dt.date, dt.date]:
+    """The first and last day in ``mart_daily_sales`` (from the partition list)."""
     df = query("SELECT min(invoice_date) AS first_day, max(invoice_date) AS last_day "
                "FROM ecommerce_mart.mart_daily_sales")
     if df.empty or df.iloc[0]["first_day"] is None:
         raise DataUnavailable("No sales are published yet: run the pipeline first (`make run`).")
-    return (pd.Timestamp(df.iloc[0]["first_day"]).date(), pd.Timestamp(df.iloc[0]["last_day"]).date())
+    return pd.Timestamp(df.iloc[0]["first_day"]).date(), pd.Timestamp(df.iloc[0]["last_day"]).date()
 
 
 def countries() -> list[str]:
-    return query("SELECT DISTINCT country_name FROM ecommerce_mart.mart_daily_sales "
-                 "ORDER BY country_name")["country_name"].tolist()
+    """Country names of ``dim_country`` (``mart_daily_sales`` takes its names from there)."""
+    return query("SELECT DISTINCT country_name FROM ecommerce_dw.dim_country "
+                 "ORDER BY country_name")["country_name"].dropna().tolist()
 
 
 def daily_sales(start: dt.date, end: dt.date) -> pd.DataFrame:
@@ -137,10 +174,11 @@ def price_versions(stock_code: str) -> pd.DataFrame:
     return df
 
 
-def prices_paid(stock_code: str) -> pd.DataFrame:
-    """Average price paid per day for a product (``mart_product_performance``)."""
+def prices_paid(stock_code: str, start: dt.date, end: dt.date) -> pd.DataFrame:
+    """Average price paid per day for a product in the range (``mart_product_performance``)."""
     df = query("SELECT invoice_date, avg_price_paid, units FROM ecommerce_mart.mart_product_performance "
-               "WHERE stock_code = %(code)s ORDER BY invoice_date", {"code": stock_code})
+               "WHERE invoice_date BETWEEN %(start)s AND %(end)s AND stock_code = %(code)s ORDER BY invoice_date",
+               {"code": stock_code, **_days(start, end)})
     df["avg_price_paid"] = df["avg_price_paid"].astype(float)
     return _typed(df)
 

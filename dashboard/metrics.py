@@ -50,10 +50,9 @@ def new_vs_returning(cohorts: pd.DataFrame) -> pd.DataFrame:
     and customers ordering again (active in a later month of their cohort)."""
     active = cohorts.assign(is_new=cohorts["months_since"] == 0)
     monthly = active.pivot_table(index="activity_month", columns="is_new", values="customers_active",
-                                 aggfunc="sum", fill_value=0)
-    return pd.DataFrame({"month": monthly.index,
-                         "new_customers": monthly.get(True, 0).astype(int).to_numpy(),
-                         "returning_customers": monthly.get(False, 0).astype(int).to_numpy()}).sort_values("month")
+                                 aggfunc="sum", fill_value=0).reindex(columns=[True, False], fill_value=0)
+    return pd.DataFrame({"month": monthly.index, "new_customers": monthly[True].astype(int).to_numpy(),
+                         "returning_customers": monthly[False].astype(int).to_numpy()}).sort_values("month")
 
 
 def revenue_by_day(daily: pd.DataFrame) -> pd.DataFrame:

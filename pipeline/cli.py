@@ -14,6 +14,12 @@ log = logging.getLogger(__name__)
 
 
 def _services(args: argparse.Namespace) -> int:
+    if args.action == "run":
+        by_name = {svc.name: svc for svc in services.all_services()}
+        if args.name not in by_name:
+            print(f"services run: name one of {', '.join(by_name)}", file=sys.stderr)
+            return 2
+        by_name[args.name].run_foreground()
     if args.action == "start":
         services.start_all()
     elif args.action == "stop":
@@ -38,7 +44,7 @@ def setup_logging() -> None:
     root.addHandler(file_handler)
     console = logging.StreamHandler(sys.stdout)
     console.setFormatter(logging.Formatter("%(message)s"))
-    for name in ("pipeline.progress", "pipeline.cli", "pipeline.services"):
+    for name in ("pipeline.progress", "pipeline.cli", "pipeline.services", "pipeline.schedule"):
         logging.getLogger(name).addHandler(console)
         logging.getLogger(name).propagate = True
     logging.getLogger("py4j").setLevel(logging.WARNING)
@@ -167,11 +173,20 @@ def _dashboard_user(args: argparse.Namespace) -> int:
     return 0
 
 
+def _schedule(args: argparse.Namespace) -> int:
+    from pipeline import schedule
+
+    schedule.loop()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sp = sub.add_parser("services", help="start, stop or show the embedded services")
-    sp.add_argument("action", choices=["start", "stop", "status"])
+    sp.add_argument("action", choices=["start", "stop", "status", "run"],
+                    help="run NAME: one service in the foreground (a container's command)")
+    sp.add_argument("name", nargs="?", help="with run: metastore, hiveserver2 or luigid")
     sp.set_defaults(func=_services)
     rp = sub.add_parser("run", help="start the services, ingest a window of the real data and publish its marts "
                                     "through luigid")
@@ -202,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     sl = sub.add_parser("sla", help="evaluate the marts' deadlines now (or at --now), record sla_status and alert")
     sl.add_argument("--now", type=dt.datetime.fromisoformat, help="evaluation time, UTC (default: now)")
     sl.set_defaults(func=_sla)
+    sch = sub.add_parser("schedule", help="run the ingestion and marts at [schedule] run_at and the SLA monitor "
+                         "every [schedule] sla_every_minutes, until stopped (the cluster's scheduler container)")
+    sch.set_defaults(func=_schedule)
     pl = sub.add_parser("purchases-link", help="print a signed link to one customer's purchase history "
                                                "(expires after 24 hours; needs $ECOM_DASHBOARD_SECRET)")
     pl.add_argument("customer_id", type=int)

@@ -18,6 +18,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PROFILE_ENV = "ECOM_PROFILE"
 OVERLAY_ENV = "ECOM_CONFIG_OVERLAY"
 SMTP_PASSWORD_ENV = "ECOM_SMTP_PASSWORD"
+METASTORE_DB_PASSWORD_ENV = "ECOM_METASTORE_DB_PASSWORD"
 
 
 def load_profile() -> str:
@@ -78,8 +79,16 @@ class spark(luigi.Config):
 
 
 class metastore(luigi.Config):
+    """The Hive metastore service, and (embedded) the database behind it: Derby under the state dir, or a
+    PostgreSQL server (Debian's ``postgresql``) through ``libpostgresql-jdbc-java``; its password comes only
+    from ``$ECOM_METASTORE_DB_PASSWORD``."""
+
     uri = luigi.Parameter(default="thrift://127.0.0.1:9083")
     connect_timeout_s = luigi.FloatParameter(default=5.0)
+    db = luigi.ChoiceParameter(choices=["derby", "postgresql"], default="derby", var_type=str)
+    db_url = luigi.Parameter(default="jdbc:postgresql://127.0.0.1:5432/metastore")
+    db_user = luigi.Parameter(default="hive")
+    jdbc_jar = luigi.Parameter(default="/usr/share/java/postgresql.jar")
 
 
 class hiveserver2(luigi.Config):

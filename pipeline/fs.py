@@ -1,12 +1,18 @@
 """Warehouse filesystem: URIs (``file://`` embedded, ``hdfs://`` on a cluster) to Luigi targets.
 
-Small files (landing feeds written by the replay, markers) go through Luigi targets, whose ``open('w')``
-writes to a temporary name and renames on close, so a reader never sees half a file.
+Small files (landing feeds written by the replay, markers) go through Luigi targets and are written to a
+temporary name and renamed, so a reader never sees half a file. ``hdfs://`` targets are Luigi's
+``HdfsTarget`` on its WebHDFS client (``[webhdfs] port``, ``user``): reads, writes and listings are REST
+calls to the namenode, so the pipeline needs no Hadoop command-line tools.
 """
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
+import uuid
+from pathlib import Path
 from urllib.parse import urlparse
 
 import luigi
@@ -23,6 +29,17 @@ def local_path(uri: str) -> str:
     return parsed.path
 
 
+def webhdfs(uri: str):
+    """Luigi's WebHDFS client for the namenode named in an ``hdfs://host:port/path`` URI."""
+    from luigi.contrib.hdfs.webhdfs_client import WebHdfsClient
+    from luigi.contrib.hdfs.webhdfs_client import webhdfs as webhdfs_config
+
+    host = urlparse(uri).hostname
+    if not host:
+        raise ValueError(f"{uri}: an hdfs:// URI needs the namenode host (hdfs://namenode:8020/...)")
+    return WebHdfsClient(host=host, user=webhdfs_config().user or getpass.getuser())
+
+
 def target(uri: str) -> luigi.target.FileSystemTarget:
     scheme = urlparse(uri).scheme
     if scheme in ("", "file"):
@@ -30,18 +47,43 @@ def target(uri: str) -> luigi.target.FileSystemTarget:
     if scheme == "hdfs":
         from luigi.contrib.hdfs import HdfsTarget
 
-        return HdfsTarget(uri)
+        return HdfsTarget(urlparse(uri).path, fs=webhdfs(uri))
     raise ValueError(f"unsupported warehouse URI scheme {scheme!r} in {uri}")
 
 
 def write_text(uri: str, text: str) -> None:
-    with target(uri).open("w") as fh:
-        fh.write(text)
+    out = target(uri)
+    if isinstance(out, luigi.LocalTarget):
+        with out.open("w") as fh:
+            fh.write(text)
+        return
+    tmp = f"{out.path}.tmp-{uuid.uuid4().hex}"
+    client = out.fs.client
+    parent = os.path.dirname(out.path)
+    client.makedirs(parent)
+    client.write(tmp, data=text, encoding="utf-8", overwrite=True)
+    if out.exists():  # WebHDFS will not rename onto a file: the old one goes just before the new one lands
+        client.delete(out.path)
+    client.rename(tmp, out.path)
 
 
 def read_text(uri: str) -> str:
-    with target(uri).open("r") as fh:
+    out = target(uri)
+    if isinstance(out, luigi.LocalTarget):
+        with out.open("r") as fh:
+            return fh.read()
+    with out.fs.client.read(out.path, encoding="utf-8") as fh:
         return fh.read()
+
+
+def listdir(uri: str) -> list[str]:
+    """Names in a directory; an empty list when it does not exist yet."""
+    if urlparse(uri).scheme == "hdfs":
+        client = webhdfs(uri).client
+        path = urlparse(uri).path
+        return sorted(client.list(path)) if client.status(path, strict=False) else []
+    path = Path(local_path(uri))
+    return sorted(p.name for p in path.iterdir()) if path.is_dir() else []
 
 
 def write_json(uri: str, payload: dict) -> None:

@@ -9,10 +9,42 @@ processor) on a server socket bound to ``--host``, and serves until the process 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import signal
 import sys
+import zipfile
+from pathlib import Path
 
 from py4j.java_gateway import GatewayParameters, JavaGateway, launch_gateway
+
+DB_PASSWORD_ENV = "ECOM_METASTORE_DB_PASSWORD"  # pipeline.config.METASTORE_DB_PASSWORD_ENV (no import: no luigi here)
+
+
+def model_classes(jar_dir: str) -> list[str]:
+    """The persistent classes of the metastore (``package.jdo`` in the Hive metastore jar)."""
+    jar = next(Path(jar_dir).glob("hive-metastore-*.jar"))
+    with zipfile.ZipFile(jar) as zf:
+        jdo = zf.read("package.jdo").decode()
+    package = re.search(r'<package name="([^"]+)"', jdo).group(1)
+    return [f"{package}.{name}" for name in re.findall(r'<class name="(\w+)"', jdo)]
+
+
+def create_schema(gateway: JavaGateway, conf, jar_dir: str) -> None:
+    """Every metastore table at once, in one thread, before the first request. Left to itself DataNucleus
+    creates tables lazily while serving, and on PostgreSQL a table created for one request (adding a foreign
+    key) waits for another request's open transaction, which waits for it: the metastore hangs. Existing
+    tables are left as they are."""
+    names = model_classes(jar_dir)
+    store = gateway.jvm.org.apache.hadoop.hive.metastore.ObjectStore()
+    store.setConf(conf)
+    context = store.getPersistenceManager().getPersistenceManagerFactory().getNucleusContext()
+    classes = gateway.new_array(gateway.jvm.java.lang.String, len(names))
+    for i, name in enumerate(names):
+        classes[i] = name
+    context.getStoreManager().manageClasses(context.getClassLoaderResolver(None), classes)
+    store.shutdown()
+    print(f"metastore schema: {len(names)} persistent classes managed", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,16 +54,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conf-dir", required=True)
     parser.add_argument("--jars", required=True, help="directory of the Hive/Spark jars")
     parser.add_argument("--java-opt", action="append", default=[])
+    parser.add_argument("--classpath", action="append", default=[], help="extra jar (a JDBC driver)")
+    parser.add_argument("--create-schema", action="store_true",
+                        help="create every metastore table before serving (PostgreSQL)")
     args = parser.parse_args(argv)
 
     gateway_port = launch_gateway(
-        classpath=f"{args.jars}/*:{args.conf_dir}", javaopts=args.java_opt, die_on_exit=True,
+        classpath=":".join([f"{args.jars}/*", args.conf_dir, *args.classpath]), javaopts=args.java_opt,
+        die_on_exit=True,
         redirect_stdout=sys.stdout, redirect_stderr=sys.stderr,
     )
     gateway = JavaGateway(gateway_parameters=GatewayParameters(port=gateway_port, auto_convert=True))
     jvm = gateway.jvm
     hive = jvm.org.apache.hadoop.hive
     conf = hive.conf.HiveConf()
+    if os.environ.get(DB_PASSWORD_ENV):  # set in the JVM only: never in hive-site.xml or on a command line
+        conf.set("javax.jdo.option.ConnectionPassword", os.environ[DB_PASSWORD_ENV])
+    if args.create_schema:
+        create_schema(gateway, conf, args.jars)
     handler = hive.metastore.HiveMetaStore.newRetryingHMSHandler("embedded metastore", conf, False)
     processor = hive.metastore.TUGIBasedProcessor(handler)
     socket = jvm.org.apache.thrift.transport.TServerSocket(jvm.java.net.InetSocketAddress(args.host, args.port))

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+import luigi.configuration
+
 from pipeline import config
 from pipeline.spark import METASTORE_IN_FILTER
 
@@ -97,6 +99,12 @@ class Service:
 
     def command(self) -> tuple[list[str], dict[str, str], Path]:
         raise NotImplementedError
+
+    def run_foreground(self) -> None:
+        """Replace this process with the service (a container's main process); logs go to stdout."""
+        argv, env, cwd = self.command()
+        os.chdir(cwd)
+        os.execvpe(argv[0], argv, env)
 
     def start(self) -> None:
         if self.pid() is not None:
@@ -181,7 +189,8 @@ def _hive_site(props: dict[str, str]) -> str:
 
 
 class Metastore(Service):
-    """Hive 2.3 metastore Thrift service from the jars inside the pyspark wheel; Derby DB under the state dir.
+    """Hive 2.3 metastore Thrift service from the jars inside the pyspark wheel; its database is Derby under
+    the state dir, or PostgreSQL (``[metastore] db``). DataNucleus creates the schema on first start.
 
     Launched through ``pipeline.metastore_server`` so that it binds to the configured host only.
     """
@@ -192,9 +201,24 @@ class Metastore(Service):
         conf_dir.mkdir(parents=True, exist_ok=True)
         db = self.state_dir / "metastore" / "metastore_db"
         db.parent.mkdir(parents=True, exist_ok=True)
+        ms = config.metastore()
+        extra_classpath: list[str] = []
+        if ms.db == "postgresql":
+            if not Path(ms.jdbc_jar).exists():
+                raise ServiceError(f"metastore: the PostgreSQL JDBC driver {ms.jdbc_jar} is missing "
+                                   "(apt-get install -y libpostgresql-jdbc-java, or set [metastore] jdbc_jar)")
+            if not os.environ.get(config.METASTORE_DB_PASSWORD_ENV):
+                raise ServiceError(f"metastore: [metastore] db = postgresql needs the password of "
+                                   f"{ms.db_user!r} in ${config.METASTORE_DB_PASSWORD_ENV}")
+            connection = {"javax.jdo.option.ConnectionURL": ms.db_url,
+                          "javax.jdo.option.ConnectionDriverName": "org.postgresql.Driver",
+                          "javax.jdo.option.ConnectionUserName": ms.db_user}
+            extra_classpath.append(ms.jdbc_jar)
+        else:
+            connection = {"javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={db};create=true",
+                          "javax.jdo.option.ConnectionDriverName": "org.apache.derby.iapi.jdbc.AutoloadedDriver"}
         (conf_dir / "hive-site.xml").write_text(_hive_site({
-            "javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={db};create=true",
-            "javax.jdo.option.ConnectionDriverName": "org.apache.derby.iapi.jdbc.AutoloadedDriver",
+            **connection,
             "hive.metastore.warehouse.dir": f"{config.warehouse().uri}/hive",
             "datanucleus.schema.autoCreateAll": "true",
             "hive.metastore.schema.verification": "false",
@@ -209,7 +233,8 @@ class Metastore(Service):
         ]
         argv = [sys.executable, "-m", "pipeline.metastore_server", "--host", self.host, "--port", str(self.port),
                 "--conf-dir", str(conf_dir), "--jars", str(spark_home() / "jars"),
-                *(f"--java-opt={opt}" for opt in java_opts)]
+                *(f"--java-opt={opt}" for opt in java_opts), *(f"--classpath={jar}" for jar in extra_classpath),
+                *(["--create-schema"] if ms.db == "postgresql" else [])]
         return argv, dict(os.environ, PYTHONPATH=str(config.PROJECT_ROOT)), self.state_dir / "metastore"
 
 
@@ -232,6 +257,7 @@ class HiveServer2(Service):
             "--conf", f"spark.hadoop.hive.metastore.uris={ms.uri}",
             "--conf", f"spark.sql.warehouse.dir={config.warehouse().uri}/hive",
             "--conf", f"spark.sql.session.timeZone={config.spark().session_time_zone}",
+            "--conf", f"spark.sql.shuffle.partitions={config.spark().shuffle_partitions}",
             "--conf", "spark.ui.enabled=false",
             "--conf", "=".join(METASTORE_IN_FILTER),
             "--conf", f"spark.driver.extraJavaOptions={opts}",
@@ -263,7 +289,7 @@ class Luigid(Service):
             "[scheduler]\nrecord_task_history = true\n"
             f"state_path = {run_dir / 'luigid-state.pickle'}\n"
             "[task_history]\n"
-            f"db_connection = sqlite:///{self.history_db}\n"
+            f"db_connection = {self.history_url}\n"
         )
         env = dict(os.environ, LUIGI_CONFIG_PATH=str(cfg))
         luigid = Path(sys.executable).with_name("luigid")
@@ -274,6 +300,13 @@ class Luigid(Service):
     @property
     def history_db(self) -> Path:
         return self.state_dir / "luigid" / "task-history.db"
+
+    @property
+    def history_url(self) -> str:
+        """``[sla] task_history_db`` when it is a database URL (PostgreSQL on a cluster; the password comes
+        from ``PGPASSWORD``), else the SQLite file under the state dir."""
+        configured = luigi.configuration.get_config().get("sla", "task_history_db", "")
+        return configured if "://" in configured else f"sqlite:///{self.history_db}"
 
 
 class SparkMaster(Service):
@@ -337,12 +370,23 @@ def all_services() -> list[Service]:
     ]
 
 
+def managed() -> bool:
+    """False on a cluster (``[services] manage = false``): the services run elsewhere and are not ours."""
+    config.load_profile()
+    return luigi.configuration.get_config().getboolean("services", "manage", True)
+
+
 def start_all() -> None:
+    if not managed():
+        log.info("services are managed elsewhere ([services] manage = false): not starting them")
+        return
     for svc in all_services():
         svc.start()
 
 
 def stop_all() -> None:
+    if not managed():
+        return
     for svc in reversed(all_services()):
         svc.stop()
 

@@ -23,16 +23,16 @@ def render() -> None:
     names = dict(zip(top["stock_code"], top["description"].fillna(""), strict=True))
     code = st.selectbox("Price history of", list(names), format_func=lambda c: f"{c} {names[c]}",
                         key="products_code")
-    widgets.section(lambda: _price_history(code, picked[1]))
+    widgets.section(lambda: _price_history(code, *picked))
     st.subheader("Returns by product")
     returns = metrics.top_n(totals[totals["returns_amount"] > 0], "returns_amount", n)
     st.dataframe(returns[["stock_code", "description", "returned_units", "returns_amount", "units"]],
                  width="stretch", hide_index=True)
 
 
-def _price_history(code: str, until) -> None:
-    versions, paid = data.price_versions(code), data.prices_paid(code)
-    st.plotly_chart(charts.price_history(versions, paid, until), width="stretch")
+def _price_history(code: str, start, end) -> None:
+    versions, paid = data.price_versions(code), data.prices_paid(code, start, end)
+    st.plotly_chart(charts.price_history(versions, paid, end), width="stretch")
     st.dataframe(versions, width="stretch", hide_index=True)
 
 

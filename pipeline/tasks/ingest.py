@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
-from pathlib import Path
 
 import luigi
 from luigi.tools.range import RangeDaily  # noqa: F401  (re-exported for `luigi --module ... RangeDaily`)
@@ -33,8 +32,7 @@ def source_days() -> tuple[dt.date, ...]:
     rp = config.replay()
     days = set(replay.trading_days(rp.source_path)) if rp.enabled else set()
     manifests = replay.landing_manifest_dir(config.warehouse().uri)
-    if manifests.startswith("file://"):
-        days |= {dt.date.fromisoformat(p.name[:10]) for p in Path(fs.local_path(manifests)).glob("*.json")}
+    days |= {dt.date.fromisoformat(name[:10]) for name in fs.listdir(manifests) if name.endswith(".json")}
     return tuple(sorted(days))
 
 

@@ -1,10 +1,12 @@
 """Real embedded services on test ports with a throwaway state dir, shared by the integration tests."""
 
 import configparser
+import contextlib
 import datetime as dt
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -65,6 +67,62 @@ def run_luigi(*args: str, check: bool = True, env: dict | None = None,
     if check and (proc.returncode != 0 or "This progress looks :)" not in proc.stdout + proc.stderr):
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return proc
+
+
+@dataclass
+class SeparateStack:
+    """A second embedded stack (own ports, state dir, warehouse and catalog) driven through subprocesses."""
+
+    state: Path
+    env: dict
+    ports: dict
+
+    def luigi(self, *args: str, module: str = "pipeline.tasks.ingest") -> None:
+        cmd = [sys.executable, "-m", "luigi", "--module", module, *args, "--scheduler-port", str(self.ports["luigid"])]
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1800, env=self.env)
+        if proc.returncode != 0 or "This progress looks :)" not in proc.stdout + proc.stderr:
+            raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+
+    def services(self, action: str) -> None:
+        proc = subprocess.run([sys.executable, "-m", "pipeline", "services", action], cwd=ROOT, env=self.env,
+                              capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            raise AssertionError(f"services {action}: {proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+
+    def query(self, sql: str) -> list[tuple]:
+        from pyhive import hive
+
+        conn = hive.connect(host="127.0.0.1", port=self.ports["hiveserver2"], auth="NOSASL", username="test")
+        try:
+            cur = conn.cursor()
+            cur.execute(sql)
+            return cur.fetchall()
+        finally:
+            conn.close()
+
+
+@contextlib.contextmanager
+def separate_stack(tmp_path_factory, name: str, ports: dict, overlay: str = "", env: dict | None = None):
+    state = tmp_path_factory.mktemp(f"{name}-state")
+    path = state / f"{name}.cfg"
+    parser = configparser.ConfigParser(strict=False)  # a section given twice merges; later keys win
+    parser.read_string(
+        f"[state]\ndir = {state}\n"
+        f"[metastore]\nuri = thrift://127.0.0.1:{ports['metastore']}\n"
+        f"[hiveserver2]\nport = {ports['hiveserver2']}\n"
+        f"[scheduler_ui]\nport = {ports['luigid']}\n[core]\nscheduler_port = {ports['luigid']}\n"
+        "[spark]\nmaster = local[2]\n" + overlay
+    )
+    path = state / f"{name}.cfg"
+    with open(path, "w") as fh:
+        parser.write(fh)
+    stack = SeparateStack(state, dict(os.environ, **{config.OVERLAY_ENV: str(path)}, **(env or {})), ports)
+    try:
+        stack.services("start")
+        yield stack
+    finally:
+        subprocess.run([sys.executable, "-m", "pipeline", "services", "stop"], cwd=ROOT, env=stack.env,
+                       capture_output=True, timeout=300)
 
 
 def overlay_env(stack: dict, path: Path, section: str, **values: str) -> dict:

@@ -1,8 +1,9 @@
 """The dashboard in a real browser (Debian chromium driven by Playwright) against the real app on loopback,
 reading the integration days' marts over HiveServer2: log in, visit every page, compare the KPIs with the
-marts queried directly, open a signed purchases link, refuse a tampered link and a wrong password.
-Screenshots of every page go to ``test-artifacts/screenshots``. Only reads; its name sorts it after the modules
-that ingest and publish (``test_ingestion`` counts the markers of the days it ingested).
+marts queried directly, review an anomaly, open a signed purchases link, refuse a tampered link, a wrong
+password and a page opened by its URL without logging in. Screenshots of every page go to
+``test-artifacts/screenshots``. Its name sorts it after the modules that ingest and publish and read the anomalies
+(``test_ingestion`` counts the markers of the days it ingested; ``test_marts_anomalies`` expects them all NEW).
 """
 
 import json
@@ -17,6 +18,7 @@ from decimal import Decimal
 
 import pytest
 
+from bench import browser as browsing
 from dashboard import auth
 from pipeline import hs2
 from tests.integration.conftest import ROOT
@@ -28,7 +30,6 @@ CHROMIUM = "/usr/bin/chromium"
 USER = "analyst"
 PASSWORD, SECRET = secrets.token_urlsafe(16), secrets.token_urlsafe(32)  # per run, never stored
 SHOTS = ROOT / "test-artifacts" / "screenshots"
-CONTENT = ", ".join(f'[data-testid="{t}"]' for t in ("stPlotlyChart", "stDataFrame", "stAlert", "stMetric"))
 PAGES = ("Overview", "Geography", "Products", "Customers", "Anomalies", "Pipeline and SLA")
 
 
@@ -80,29 +81,30 @@ def metrics(page) -> dict[str, str]:
 
 def wait_text(page, text, timeout=120_000):
     page.get_by_text(text, exact=False).first.wait_for(timeout=timeout)
-    settled(page)
+    page.locator(f'{browsing.APP}[data-test-script-state="notRunning"]').wait_for(timeout=timeout)
 
 
-def settled(page, timeout=120_000):
-    """Streamlit has run the page: its status widget came and went, and some content is shown."""
-    try:
-        page.locator('[data-testid="stStatusWidget"]').wait_for(state="attached", timeout=3000)
-    except playwright.TimeoutError:
-        pass  # the run may already be over
-    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
-    page.locator(CONTENT).first.wait_for(timeout=timeout)
-
-
-def log_in(page, url, password):
-    page.goto(url)
+def log_in(page, url, password, heading="Overview"):
+    browsing.open_url(page, url, "E-commerce warehouse", content=False)
     page.get_by_label("User", exact=True).fill(USER)
     page.get_by_label("Password", exact=True).fill(password)
-    page.get_by_role("button", name="Log in").click()
+    browsing.act(page, page.get_by_role("button", name="Log in").click, heading, content=heading == "Overview")
+
+
+def test_pages_opened_by_their_url_without_a_login_show_only_the_login(app_url, browser):
+    """First in the module, on a server nobody has logged in to yet (the state an old-style multipage app leaks)."""
+    page = browser.new_page()
+    for path in ("overview", "anomalies", "pipeline", "my_purchases"):
+        browsing.open_url(page, f"{app_url}/{path}", "E-commerce warehouse", content=False)
+        assert page.get_by_role("heading", name="Overview").count() == 0, path
+        assert page.get_by_role("heading", name="Anomalies").count() == 0, path
+        assert page.locator('[data-testid="stSidebarNav"]').count() == 0, path
+    page.close()
 
 
 def test_a_wrong_password_is_refused(app_url, browser):
     page = browser.new_page()
-    log_in(page, app_url, "not the password")
+    log_in(page, app_url, "not the password", heading="E-commerce warehouse")
     wait_text(page, "Wrong user name or password.")
     assert page.get_by_text("Net revenue").count() == 0
     page.close()
@@ -123,9 +125,7 @@ def test_an_analyst_sees_every_page_and_the_overview_kpis_equal_the_marts(app_ur
     assert shown["Units"] == f"{units:,}"
     page.screenshot(path=str(SHOTS / "overview.png"), full_page=True)
     for name in PAGES[1:]:
-        page.get_by_role("link", name=name).click()
-        page.get_by_role("heading", name=name).wait_for(timeout=120_000)
-        settled(page)
+        browsing.act(page, page.get_by_role("link", name=name).click, name)
         assert page.locator('[data-testid="stException"]').count() == 0, name
         if name in ("Geography", "Products", "Customers"):
             assert page.get_by_text("not answering").count() == 0, name
@@ -142,7 +142,7 @@ def test_a_signed_link_shows_exactly_that_customers_purchases_and_a_tampered_one
     spent = sum(Decimal(a) for _, a, c in lines if not c)
     orders = len({i for i, _, c in lines if not c})
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(auth.purchases_url(customer, app_url, SECRET))
+    browsing.open_url(page, auth.purchases_url(customer, app_url, SECRET), "My purchases")
     wait_text(page, f"Customer {customer}")
     shown = metrics(page)
     assert shown["Orders"] == f"{orders:,}" and shown["Spent"] == f"£{spent:,.2f}"
@@ -150,8 +150,32 @@ def test_a_signed_link_shows_exactly_that_customers_purchases_and_a_tampered_one
     page.screenshot(path=str(SHOTS / "my_purchases.png"), full_page=True)
     token = auth.sign_customer(customer, SECRET)
     tampered = token[:-2] + ("AA" if token[-2:] != "AA" else "BB")
-    page.goto(f"{app_url}/my_purchases?token={tampered}")
+    browsing.open_url(page, f"{app_url}/my_purchases?token={tampered}", "My purchases")
     wait_text(page, "this link is not valid")
     assert page.get_by_text(f"Customer {customer}").count() == 0
     assert metrics(page) == {}
     page.close()
+
+
+def test_an_analyst_acknowledges_an_anomaly_and_who_and_when_are_recorded(app_url, browser):
+    assert hs2.query("SELECT count(*) FROM ecommerce_mart.anomalies WHERE status_changed_by = %(u)s",
+                     {"u": USER}) == [(0,)]
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    log_in(page, app_url, PASSWORD)
+    wait_text(page, "Net revenue")
+    browsing.act(page, page.get_by_role("link", name="Anomalies").click, "Review a line")
+    page.get_by_label("Note", exact=True).fill("checked with the warehouse team")
+    page.get_by_role("button", name="Record").click()
+    done = f"ACKNOWLEDGED by {USER}"
+    page.get_by_text(done).wait_for(timeout=600_000)
+    message = page.locator('[data-testid="stAlert"]').filter(has_text=done).inner_text()
+    page.screenshot(path=str(SHOTS / "anomalies_reviewed.png"), full_page=True)
+    page.close()
+    changed = hs2.query("SELECT DISTINCT line_id, status, status_changed_by, status_changed_at "
+                        "FROM ecommerce_mart.anomalies WHERE status_changed_by = %(u)s", {"u": USER})
+    assert len(changed) == 1  # one line (flagged on one or both metrics: a row per metric)
+    line_id, status, by, at = changed[0]
+    assert (status, by) == ("ACKNOWLEDGED", USER) and at is not None
+    assert f"anomaly {line_id} " in message and "NEW → ACKNOWLEDGED" in message
+    note, = hs2.query("SELECT note FROM ecommerce_mart.anomaly_status_log WHERE line_id = %(l)s", {"l": line_id})
+    assert note == ("checked with the warehouse team",)

@@ -10,28 +10,78 @@ import pytest
 from pipeline import config, services
 from pipeline.spark import MetastoreUnavailable, check_metastore
 
+PROFILE_SCRIPT = """
+import importlib, json, pkgutil
+import luigi
+import luigi.contrib.hdfs.config, luigi.contrib.hdfs.webhdfs_client
+import pipeline, pipeline.tasks
+from pipeline import config, fs
+profile = config.load_profile()
+for pkg in (pipeline, pipeline.tasks):
+    for mod in pkgutil.iter_modules(pkg.__path__):
+        if mod.name != "__main__":
+            importlib.import_module(f"{pkg.__name__}.{mod.name}")
+def subclasses(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from subclasses(sub)
+settings = {}
+for cls in subclasses(luigi.Config):
+    if cls.__module__.startswith(("pipeline", "luigi.contrib.hdfs")):
+        obj = cls()  # every parameter resolves from the config files, or this raises
+        for name, _ in cls.get_params():
+            settings[f"{cls.__module__}.{cls.__name__}.{name}"] = str(getattr(obj, name))
+marker = fs.target(fs.join(config.warehouse().uri, "_markers", "x.json"))
+print(json.dumps({"profile": profile, "warehouse": config.warehouse().uri, "master": config.spark().master,
+                  "metastore": config.metastore().uri, "hs2": [config.hiveserver2().host, config.hiveserver2().port],
+                  "scheduler": luigi.configuration.get_config().get("core", "scheduler_host"),
+                  "marker": [type(marker).__name__, marker.path],
+                  "source": str(config.replay().source_path / "2010-12-01.csv.gz"), "settings": settings}))
+"""
 
-def test_embedded_profile_resolves_every_setting():
-    """In a fresh process (Luigi's config is process-global) with no profile or overlay set."""
-    script = (
-        "import json\n"
-        "from pipeline import config\n"
-        "profile = config.load_profile()\n"
-        "print(json.dumps([profile, config.warehouse().uri, config.spark().master, config.metastore().uri,\n"
-        "                  config.hiveserver2().host, config.hiveserver2().port,\n"
-        "                  str(config.replay().source_path / '2010-12-01.csv.gz')]))\n"
-    )
+
+def _profile(name: str | None) -> dict:
+    """In a fresh process (Luigi's config is process-global), with only ``ECOM_PROFILE`` set."""
     env = {k: v for k, v in os.environ.items()
            if k not in (config.PROFILE_ENV, config.OVERLAY_ENV, "ECOM_STATE_DIR", "LUIGI_CONFIG_PATH")}
-    out = subprocess.run([sys.executable, "-c", script], env=env, cwd="/", capture_output=True, text=True,
-                         check=True).stdout
-    profile, warehouse, master, metastore, host, port, sample = json.loads(out)
-    assert profile == "embedded"
-    assert warehouse == (config.PROJECT_ROOT / "var" / "warehouse").as_uri()
-    assert master == "local[*]"
-    assert metastore == "thrift://127.0.0.1:9083"
-    assert (host, port) == ("127.0.0.1", 10000)
-    assert Path(sample).exists()
+    if name:
+        env[config.PROFILE_ENV] = name
+    out = subprocess.run([sys.executable, "-c", PROFILE_SCRIPT], env=env, cwd="/", capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def test_embedded_profile_resolves_every_setting():
+    got = _profile(None)
+    assert got["profile"] == "embedded"
+    assert got["warehouse"] == (config.PROJECT_ROOT / "var" / "warehouse").as_uri()
+    assert got["master"] == "local[*]"
+    assert got["metastore"] == "thrift://127.0.0.1:9083"
+    assert got["hs2"] == ["127.0.0.1", 10000] and got["scheduler"] == "127.0.0.1"
+    assert got["marker"] == ["LocalTarget", str(config.PROJECT_ROOT / "var" / "warehouse" / "_markers" / "x.json")]
+    assert Path(got["source"]).exists()
+    assert len(got["settings"]) > 40
+
+
+def test_cluster_profile_resolves_every_setting_to_the_cluster_services():
+    got, embedded = _profile("cluster"), _profile("embedded")
+    assert got["profile"] == "cluster"
+    assert got["warehouse"] == "hdfs://namenode:8020/warehouse"
+    assert got["master"] == "spark://spark-master:7077"
+    assert got["metastore"] == "thrift://metastore:9083"
+    assert got["hs2"] == ["hiveserver2", 10000] and got["scheduler"] == "luigid"
+    assert got["marker"] == ["HdfsTarget", "/warehouse/_markers/x.json"]
+    assert got["settings"]["luigi.contrib.hdfs.webhdfs_client.webhdfs.port"] == "9870"
+    assert got["settings"]["pipeline.tasks.quality.sla.task_history_db"].startswith("postgresql://")
+    assert set(got["settings"]) == set(embedded["settings"])  # the same settings, only values differ
+    changed = {k for k in got["settings"] if got["settings"][k] != embedded["settings"][k]}
+    assert changed <= {"pipeline.config.state.dir", "pipeline.config.warehouse.root", "pipeline.config.spark.master",
+                       "pipeline.config.spark.shuffle_partitions", "pipeline.config.spark.driver_host",
+                       "pipeline.config.metastore.uri", "pipeline.config.hiveserver2.host",
+                       "pipeline.config.scheduler_ui.host", "pipeline.tasks.quality.sla.task_history_db",
+                       "luigi.contrib.hdfs.config.hdfs.client", "luigi.contrib.hdfs.config.hdfs.namenode_host",
+                       "luigi.contrib.hdfs.config.hdfs.namenode_port", "luigi.contrib.hdfs.webhdfs_client.webhdfs.port",
+                       "luigi.contrib.hdfs.webhdfs_client.webhdfs.user"}, changed
 
 
 def test_unknown_profile_is_a_clear_error(monkeypatch):

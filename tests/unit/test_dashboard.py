@@ -66,6 +66,14 @@ def test_new_and_returning_customers_per_month_from_the_cohorts():
     assert monthly["returning_customers"].tolist() == [0, 4, 2]
 
 
+def test_in_the_first_month_every_customer_is_new():
+    jan = dt.date(2010, 12, 1)
+    cohorts = pd.DataFrame({"cohort_month": [jan], "months_since": [0], "activity_month": [jan],
+                            "customers_active": [7]})
+    monthly = metrics.new_vs_returning(cohorts)
+    assert monthly.to_dict("records") == [{"month": jan, "new_customers": 7, "returning_customers": 0}]
+
+
 def test_revenue_trend_has_one_point_per_day():
     fig = charts.revenue_trend(metrics.revenue_by_day(DAILY))
     net = fig.data[0]
@@ -254,6 +262,39 @@ def test_a_missing_table_is_named_not_reported_as_a_dead_server(monkeypatch):
         def close(self):
             pass
 
-    monkeypatch.setattr(data, "_connection", lambda: types.SimpleNamespace(cursor=Cursor))
+    monkeypatch.setattr(data, "_connect", lambda: types.SimpleNamespace(cursor=Cursor, close=lambda: None))
+    data._pool.clear()
     with pytest.raises(data.DataUnavailable, match=r"^ecommerce_mart.sla_status is not published yet"):
         data._run("SELECT 1", None)
+
+
+def test_a_failed_query_is_retried_once_on_a_new_connection_and_good_connections_are_reused(monkeypatch):
+    from dashboard import data
+
+    opened, closed = [], []
+
+    def connect():
+        n = len(opened)
+
+        class Cursor:
+            description = [("t.v", "int")]
+
+            def execute(self, sql, params):
+                if n == 0:
+                    raise OSError("[FAILED_READ_FILE] It is possible the underlying files have been updated")
+
+            def fetchall(self):
+                return [(n,)]
+
+            def close(self):
+                pass
+
+        conn = types.SimpleNamespace(cursor=Cursor, close=lambda: closed.append(n))
+        opened.append(conn)
+        return conn
+
+    monkeypatch.setattr(data, "_connect", connect)
+    data._pool.clear()
+    assert data._run("SELECT v FROM t", None)["v"].tolist() == [1]  # the stale session 0 failed and was closed
+    assert data._run("SELECT v FROM t", None)["v"].tolist() == [1]  # connection 1 came back from the pool
+    assert (len(opened), closed) == (2, [0])

@@ -133,3 +133,30 @@ def test_a_feed_is_late_after_its_tolerance(landed, minutes_after_due, is_late):
                             columns=["invoice_date", "feed", "window", "expected_at", "landed", "tolerance_minutes"])
     late = sla.late_feeds(expected, due + dt.timedelta(minutes=minutes_after_due))
     assert len(late) == int(is_late)
+
+
+def test_the_history_reads_the_same_from_a_file_path_and_from_a_database_url(tmp_path, monkeypatch):
+    """Rows written by luigid's own history recorder (``DbTaskHistory``), read back both ways."""
+    import luigi.configuration
+    import luigi.scheduler
+    from luigi.db_task_history import DbTaskHistory
+
+    from pipeline import history
+
+    db = tmp_path / "task-history.db"
+    luigi.configuration.get_config().set("task_history", "db_connection", f"sqlite:///{db}")
+    recorder = DbTaskHistory()
+    task = luigi.scheduler.Task("MartsReady_2010_12_06", "PENDING", [], family="MartsReady",
+                                params={"date": "2010-12-06"})
+    recorder.task_scheduled(task)
+    recorder.task_started(task, "worker-1")
+    recorder.task_finished(task, successful=True)
+    recorder.engine.dispose()
+    since = dt.datetime(2000, 1, 1)
+    from_path = history.events(history.database(str(db)), since)
+    from_url = history.events(history.database(f"sqlite:///{db}"), since)
+    assert from_path["event_name"].tolist() == ["PENDING", "RUNNING", "DONE"]
+    assert set(from_path["task_family"]) == {"MartsReady"} and set(from_path["task_date"]) == {"2010-12-06"}
+    pd.testing.assert_frame_equal(from_path, from_url)
+    with pytest.raises(ValueError, match="must not carry a password"):
+        history.database("postgresql://luigi:secret@postgres:5432/luigi")

@@ -1,0 +1,45 @@
+"""Knowing when Streamlit has finished a page in a real browser (Playwright), for the benchmark and the tests.
+
+Streamlit's app root carries ``data-test-script-state`` (``initial``, ``running``, ``rerunRequested``,
+``notRunning``...). A page is shown when a script run started after the action has ended (the state went
+through anything else and is back at ``notRunning``), its heading is visible and some content is drawn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+APP = '[data-testid="stApp"]'
+CONTENT = ", ".join(f'[data-testid="{t}"]' for t in ("stPlotlyChart", "stDataFrame", "stAlert", "stMetric"))
+WATCH = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  window.__scriptStates = [];
+  new MutationObserver(() => window.__scriptStates.push(app.getAttribute('data-test-script-state')))
+    .observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+}"""
+RAN = """() => window.__scriptStates.some(s => s !== 'notRunning')
+  && document.querySelector('[data-testid="stApp"]').getAttribute('data-test-script-state') === 'notRunning'"""
+
+
+def finish(page, heading: str, timeout_ms: int = 120_000, content: bool = True) -> None:
+    """The current script run is over, ``heading`` is visible and (``content``) a chart, table, metric or
+    message is drawn."""
+    page.locator(f'{APP}[data-test-script-state="notRunning"]').wait_for(timeout=timeout_ms)
+    page.get_by_role("heading", name=heading).first.wait_for(timeout=timeout_ms)
+    if content:
+        page.locator(CONTENT).first.wait_for(timeout=timeout_ms)
+
+
+def act(page, action: Callable[[], None], heading: str, timeout_ms: int = 120_000, content: bool = True) -> None:
+    """Do ``action`` (a click) on a loaded app and wait until the script run it caused has finished."""
+    page.locator(APP).wait_for(timeout=timeout_ms)
+    page.evaluate(WATCH)
+    action()
+    page.wait_for_function(RAN, timeout=timeout_ms)
+    finish(page, heading, timeout_ms, content)
+
+
+def open_url(page, url: str, heading: str, timeout_ms: int = 120_000, content: bool = True) -> None:
+    """Load ``url`` in a fresh document and wait for its first script run to finish."""
+    page.goto(url)
+    finish(page, heading, timeout_ms, content)

@@ -1,0 +1,32 @@
+"""When the scheduler runs the pipeline and the SLA monitor (pure logic of ``pipeline.schedule``)."""
+
+import datetime as dt
+
+import pytest
+
+from pipeline import schedule
+
+RUN_AT = schedule.parse_times("00:15,04:15,06:15,08:15,12:15,16:15,20:15")
+
+
+def at(day, hh_mm):
+    return dt.datetime.combine(dt.date(2026, 11, day), dt.time.fromisoformat(hh_mm))
+
+
+@pytest.mark.parametrize(("previous", "now", "sla_every", "expected"), [
+    (at(27, "06:14"), at(27, "06:14:30"), 15, []),                 # nothing due within the minute
+    (at(27, "06:14:40"), at(27, "06:15:10"), 15, ["run", "sla"]),  # the masters' run, and an SLA slot
+    (at(27, "06:14:40"), at(27, "06:15:10"), 60, ["run"]),         # the SLA monitor hourly: not at :15
+    (at(27, "06:15"), at(27, "06:15:30"), 15, []),                 # a time is due once: (previous, now]
+    (at(27, "08:29:50"), at(27, "08:30:20"), 15, ["sla"]),         # the SLA monitor every 15 minutes
+    (at(27, "08:59:50"), at(27, "09:00:20"), 60, ["sla"]),
+    (at(27, "23:59:50"), at(28, "00:15:20"), 15, ["run", "sla"]),  # over midnight (a slow tick)
+    (at(27, "13:00"), at(27, "16:20"), 15, ["run", "sla"]),        # a long pause runs each job once
+])
+def test_jobs_due_between_two_ticks(previous, now, sla_every, expected):
+    assert schedule.due(previous, now, RUN_AT, sla_every) == expected
+
+
+def test_a_bad_timetable_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"\[schedule\] run_at: '6:15am' is not"):
+        schedule.parse_times("6:15am")

@@ -1,10 +1,11 @@
 # The pipeline image: the same code and pinned Python dependencies as the embedded mode (setup.cfg), with Java
-# for Spark. One image runs the Luigi workers (scheduler container), the Spark master and workers, the Spark
-# Thrift Server (HiveServer2), luigid and the dashboard; docker-compose.yaml picks the command.
+# for Spark. One image runs the Luigi workers (scheduler container), the Hive metastore (PostgreSQL JDBC driver
+# from Debian), the Spark master and workers, the Spark Thrift Server (HiveServer2), luigid and the dashboard;
+# docker-compose.yaml picks the command.
 FROM python:3.11.7-slim-bookworm
 
 RUN apt-get update \
- && apt-get install -y --no-install-recommends openjdk-17-jre-headless procps tini \
+ && apt-get install -y --no-install-recommends openjdk-17-jre-headless libpostgresql-jdbc-java procps tini \
  && rm -rf /var/lib/apt/lists/*
 ENV JAVA_HOME=/usr/lib/jvm/java-17-openjdk-amd64 \
     SPARK_WORKER_DIR=/var/lib/ecommerce/spark-work \

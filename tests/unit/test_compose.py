@@ -51,6 +51,8 @@ def test_start_order_waits_for_health_checks(compose):
             if cond["condition"] == "service_healthy":
                 assert "healthcheck" in services[dep], f"{name} waits for {dep}, which has no health check"
     assert services["metastore"]["depends_on"]["postgres"] == {"condition": "service_healthy"}
+    assert services["metastore"]["command"][-2:] == ["run", "metastore"]  # the embedded mode's metastore
+    assert "ECOM_METASTORE_DB_PASSWORD" in services["metastore"]["environment"]
     assert services["scheduler"]["depends_on"]["luigid"] == {"condition": "service_healthy"}
 
 

@@ -69,6 +69,8 @@ def test_cluster_profile_resolves_every_setting_to_the_cluster_services():
     assert got["warehouse"] == "hdfs://namenode:8020/warehouse"
     assert got["master"] == "spark://spark-master:7077"
     assert got["metastore"] == "thrift://metastore:9083"
+    assert got["settings"]["pipeline.config.metastore.db"] == "postgresql"
+    assert got["settings"]["pipeline.config.metastore.db_url"] == "jdbc:postgresql://postgres:5432/metastore"
     assert got["hs2"] == ["hiveserver2", 10000] and got["scheduler"] == "luigid"
     assert got["marker"] == ["HdfsTarget", "/warehouse/_markers/x.json"]
     assert got["settings"]["luigi.contrib.hdfs.webhdfs_client.webhdfs.port"] == "9870"
@@ -77,7 +79,8 @@ def test_cluster_profile_resolves_every_setting_to_the_cluster_services():
     changed = {k for k in got["settings"] if got["settings"][k] != embedded["settings"][k]}
     assert changed <= {"pipeline.config.state.dir", "pipeline.config.warehouse.root", "pipeline.config.spark.master",
                        "pipeline.config.spark.shuffle_partitions", "pipeline.config.spark.driver_host",
-                       "pipeline.config.metastore.uri", "pipeline.config.hiveserver2.host",
+                       "pipeline.config.metastore.uri", "pipeline.config.metastore.db",
+                       "pipeline.config.metastore.db_url", "pipeline.config.hiveserver2.host",
                        "pipeline.config.scheduler_ui.host", "pipeline.tasks.quality.sla.task_history_db",
                        "luigi.contrib.hdfs.config.hdfs.client", "luigi.contrib.hdfs.config.hdfs.namenode_host",
                        "luigi.contrib.hdfs.config.hdfs.namenode_port", "luigi.contrib.hdfs.webhdfs_client.webhdfs.port",

@@ -1,7 +1,8 @@
 """The cluster topology on loopback: a Spark standalone master with two workers, the Thrift metastore,
 HiveServer2 and luigid of a second stack (own ports, state dir and warehouse). A full real trading day goes
 through it (ingestion, star schema, marts), and every published table holds the same rows and sums for that
-day as the session's embedded (``local[2]``) run.
+day as the session's embedded (``local[2]``) run. The module's name sorts it after ``test_ingestion``, which
+expects the marts of its days not to be published yet.
 """
 
 import json

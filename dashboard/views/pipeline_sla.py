@@ -20,13 +20,8 @@ def render() -> None:
 
 
 def _sla() -> None:
-    st.subheader("SLA")
-    status = data.sla_status()
-    if status.empty:
-        st.info("The SLA monitor has not run yet: `python -m pipeline sla`.")
-        return
-    st.plotly_chart(charts.sla_strip(status), width="stretch")
-    st.dataframe(status.sort_values("invoice_date", ascending=False), width="stretch", hide_index=True)
+    _chart_and_table("SLA", data.sla_status, "The SLA monitor has not run yet: `python -m pipeline sla`.",
+                     charts.sla_strip, lambda status: status.sort_values("invoice_date", ascending=False))
 
 
 def _runs() -> None:
@@ -52,13 +47,18 @@ def _runs() -> None:
 
 
 def _batches() -> None:
-    st.subheader("Batch accounting (latest batches)")
-    batches = data.batch_accounting()
-    if batches.empty:
-        st.info("No batch loaded yet.")
+    _chart_and_table("Batch accounting (latest batches)", data.batch_accounting, "No batch loaded yet.",
+                     charts.batch_accounting)
+
+
+def _chart_and_table(title: str, load, empty: str, chart, order=lambda df: df) -> None:
+    st.subheader(title)
+    frame = load()
+    if frame.empty:
+        st.info(empty)
         return
-    st.plotly_chart(charts.batch_accounting(batches), width="stretch")
-    st.dataframe(batches, width="stretch", hide_index=True)
+    st.plotly_chart(chart(frame), width="stretch")
+    st.dataframe(order(frame), width="stretch", hide_index=True)
 
 
 if __name__ == "__main__":

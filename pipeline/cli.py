@@ -19,7 +19,7 @@ def _services(args: argparse.Namespace) -> int:
         if args.name not in by_name:
             print(f"services run: name one of {', '.join(by_name)}", file=sys.stderr)
             return 2
-        by_name[args.name].run_foreground()
+        by_name[args.name].run_foreground()  # does not return
     if args.action == "start":
         services.start_all()
     elif args.action == "stop":

@@ -298,15 +298,12 @@ class Luigid(Service):
         return argv, env, config.PROJECT_ROOT
 
     @property
-    def history_db(self) -> Path:
-        return self.state_dir / "luigid" / "task-history.db"
-
-    @property
     def history_url(self) -> str:
-        """``[sla] task_history_db`` when it is a database URL (PostgreSQL on a cluster; the password comes
-        from ``PGPASSWORD``), else the SQLite file under the state dir."""
-        configured = luigi.configuration.get_config().get("sla", "task_history_db", "")
-        return configured if "://" in configured else f"sqlite:///{self.history_db}"
+        """The database ``pipeline.history`` reads (``[sla] task_history_db``) as luigid's SQLAlchemy URL."""
+        from pipeline import history
+
+        db = history.database(luigi.configuration.get_config().get("sla", "task_history_db", ""))
+        return db if isinstance(db, str) else f"sqlite:///{db}"
 
 
 class SparkMaster(Service):

@@ -251,7 +251,7 @@ class sla(luigi.Config):
     lookback_hours = luigi.IntParameter(default=12, description="keep watching a day this long after its deadline")
     default_task_s = luigi.FloatParameter(default=60.0, description="expected duration of a task never run")
     history_days = luigi.IntParameter(default=30, description="task history used for expected durations")
-    task_history_db = luigi.Parameter(default="", description="luigid's SQLite history ('' = the embedded one)")
+    task_history_db = luigi.Parameter(default="", description="luigid's history: SQLite path or URL ('' = embedded)")
 
     @property
     def history_path(self) -> Path:

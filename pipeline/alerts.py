@@ -26,6 +26,7 @@ import luigi.notifications
 import pandas as pd
 
 from pipeline import warehouse as wh
+from pipeline.io import crash
 from pipeline.transforms.alerting import Alert, compose, due, webhook_payload
 
 log = logging.getLogger(__name__)
@@ -146,6 +147,7 @@ def _notify(spark, candidates: list[Alert], now: dt.datetime) -> list[dict]:
                             "sent_at": sent_at, "delivery_status": "FAILED" if error else "SENT",
                             "attempts": attempts, "error": error})
         log.info("alert batch %s on %s: %d alerts, %s", batch_id, name, len(batch), error or "sent")
+        crash.point("alerts.delivered")
     if records:
         new = spark.createDataFrame(pd.DataFrame(records, columns=COLUMNS),
                                     wh.SCHEMAS[MART]["alerts"]["columns"])

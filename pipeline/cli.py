@@ -44,7 +44,8 @@ def setup_logging() -> None:
     root.addHandler(file_handler)
     console = logging.StreamHandler(sys.stdout)
     console.setFormatter(logging.Formatter("%(message)s"))
-    for name in ("pipeline.progress", "pipeline.cli", "pipeline.services", "pipeline.schedule"):
+    for name in ("pipeline.progress", "pipeline.cli", "pipeline.services", "pipeline.schedule",
+                 "pipeline.runtime.recovery"):
         logging.getLogger(name).addHandler(console)
         logging.getLogger(name).propagate = True
     logging.getLogger("py4j").setLevel(logging.WARNING)
@@ -58,6 +59,7 @@ def _run(args: argparse.Namespace) -> int:
     import luigi
 
     from pipeline import hs2, progress
+    from pipeline.runtime import recovery
     from pipeline.tasks import dw, ingest
 
     rp = config.replay()
@@ -81,6 +83,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         tasks = [dw.MartsBackfill(start=days[0], end=days[-1])]
     ui = config.scheduler_ui()
+    recovery.recover(f"http://{ui.host}:{ui.port}")
     t0 = time.monotonic()
     luigi.configuration.get_config().set("core", "no_configure_logging", "true")
     result = luigi.build(tasks, scheduler_host=ui.host, scheduler_port=ui.port, workers=1, detailed_summary=True)
@@ -89,6 +92,9 @@ def _run(args: argparse.Namespace) -> int:
     ok = result.status in (luigi.execution_summary.LuigiStatusCode.SUCCESS,
                            luigi.execution_summary.LuigiStatusCode.SUCCESS_WITH_RETRY)
     log.info("pipeline %s in %.1f s", "finished" if ok else "FAILED", elapsed)
+    if not ok:
+        for line in recovery.explain(result):
+            log.error("  %s", line)
     for line in progress.summary(days[0], days[-1]):
         log.info(line)
     log.info("")
@@ -128,16 +134,20 @@ def _sla(args: argparse.Namespace) -> int:
     import luigi
 
     from pipeline import hs2
+    from pipeline.runtime import recovery
     from pipeline.tasks.sla import SlaMonitor
 
     now = (args.now or dt.datetime.now(dt.UTC).replace(tzinfo=None)).replace(second=0, microsecond=0)
     ui = config.scheduler_ui()
+    recovery.recover(f"http://{ui.host}:{ui.port}", resources=set(SlaMonitor.resources))
     luigi.configuration.get_config().set("core", "no_configure_logging", "true")
     result = luigi.build([SlaMonitor(now=now)], scheduler_host=ui.host, scheduler_port=ui.port, workers=1,
                          detailed_summary=True)
     if result.status not in (luigi.execution_summary.LuigiStatusCode.SUCCESS,
                              luigi.execution_summary.LuigiStatusCode.SUCCESS_WITH_RETRY):
         print(f"error: the SLA monitor failed; see {config.state().path / 'logs' / 'pipeline.log'}", file=sys.stderr)
+        for line in recovery.explain(result):
+            print(f"  {line}", file=sys.stderr)
         return 1
     rows = hs2.query("SELECT invoice_date, mart_group, state, evidence FROM ecommerce_mart.sla_status "
                      "WHERE checked_at = %(now)s ORDER BY invoice_date", {"now": f"{now:%Y-%m-%d %H:%M:%S}"})
@@ -177,6 +187,79 @@ def _schedule(args: argparse.Namespace) -> int:
     from pipeline import schedule
 
     schedule.loop()
+    return 0
+
+
+def _recovery(action, what: str) -> int:
+    """Run a catalog recovery command: its result as JSON on stdout; a failure as one line on stderr (exit 2),
+    with the details in the log file only."""
+    import contextlib
+    import json
+
+    from pipeline.io.catalog import CatalogLost
+    from pipeline.io.lock import WarehouseLockTimeout
+    from pipeline.runtime.backup import BackupError
+    from pipeline.spark import MetastoreUnavailable
+
+    details = logging.getLogger("pipeline.runtime.backup")
+    out = sys.stdout
+    loggers = [lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)]
+    consoles = [h for lg in loggers for h in lg.handlers if isinstance(h, logging.StreamHandler) and h.stream is out]
+    try:
+        for handler in consoles:  # progress lines go to stderr: stdout carries the JSON result only
+            handler.setStream(sys.stderr)
+        with contextlib.redirect_stdout(sys.stderr):
+            result = action()
+    except (BackupError, CatalogLost, MetastoreUnavailable, WarehouseLockTimeout, services.ServiceError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001  (a command line prints one line, never a stack trace)
+        details.exception("%s failed", what)
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        print(f"error: {what} failed: {type(exc).__name__}: {first}; details in "
+              f"{config.state().path / 'logs' / 'pipeline.log'}", file=sys.stderr)
+        return 2
+    finally:
+        for handler in consoles:
+            handler.setStream(out)
+    print(json.dumps(result, indent=1, sort_keys=True, default=str), file=out)
+    return 0
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from pipeline.runtime import backup
+
+    return _recovery(backup.create, "backup")
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from pipeline.runtime import backup
+
+    return _recovery(lambda: backup.restore(args.backup, rebuild=not args.no_rebuild), "restore")
+
+
+def _catalog(args: argparse.Namespace) -> int:
+    from pipeline.io import catalog
+    from pipeline.spark import get_spark
+
+    if args.action == "rebuild":
+        return _recovery(lambda: catalog.rebuild(get_spark("catalog-rebuild")), "catalog rebuild")
+    return _recovery(lambda: {"status": "ok", "tables": catalog.check(get_spark("catalog-check"))}, "catalog check")
+
+
+def _gc(args: argparse.Namespace) -> int:
+    """Delete table and partition versions the metastore does not point at, older than the retention."""
+    import json
+
+    from pipeline import warehouse as wh
+    from pipeline.io import lock
+    from pipeline.tasks import quality, sla  # noqa: F401  (their tables join warehouse.SCHEMAS)
+    from pipeline.tasks.dw import dw_spark
+
+    retention_s = config.warehouse().gc_retention_s if args.retention_s is None else args.retention_s
+    with lock.warehouse_lock("python -m pipeline gc"):
+        removed = wh.collect_garbage(dw_spark(), retention_s)
+    print(json.dumps({"retention_s": retention_s, "removed": removed}, sort_keys=True))
     return 0
 
 
@@ -229,6 +312,23 @@ def build_parser() -> argparse.ArgumentParser:
     du.add_argument("name")
     du.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     du.set_defaults(func=_dashboard_user)
+    bk = sub.add_parser("backup", help="back up the catalog (metastore database) and luigid's task history into "
+                                       "<state dir>/backups/<UTC time>/, keeping the newest [backup] keep")
+    bk.set_defaults(func=_backup)
+    rs = sub.add_parser("restore", help="stop the services, put a backup's catalog and task history in place, "
+                                        "start them, re-point the tables at the warehouse's live versions")
+    rs.add_argument("backup", help="a backup directory, or its name under the backups directory")
+    rs.add_argument("--no-rebuild", action="store_true",
+                    help="leave the restored catalog as backed up (do not re-point it at the live versions)")
+    rs.set_defaults(func=_restore)
+    cat = sub.add_parser("catalog", help="check: refuse a catalog that lost tables the warehouse has published; "
+                                         "rebuild: register every table and partition at its live version")
+    cat.add_argument("action", choices=["check", "rebuild"])
+    cat.set_defaults(func=_catalog)
+    gc = sub.add_parser("gc", help="delete replaced table versions the metastore does not point at (older than "
+                                   "[warehouse] gc_retention_s) and staging leftovers of crashed writes")
+    gc.add_argument("--retention-s", type=float, help="keep versions younger than this (default: the config)")
+    gc.set_defaults(func=_gc)
     return parser
 
 

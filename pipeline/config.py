@@ -64,6 +64,12 @@ class warehouse(luigi.Config):
     """Warehouse root (``file://`` embedded, ``hdfs://`` on a cluster); landing area and markers live under it."""
 
     root = luigi.Parameter(default="")
+    lock_timeout_s = luigi.FloatParameter(default=900.0,
+                                          description="how long a writer waits for the warehouse lock")
+    lock_lease_s = luigi.FloatParameter(default=120.0,
+                                        description="hdfs:// lock lease, renewed while held; expired = holder gone")
+    gc_retention_s = luigi.FloatParameter(default=3600.0,
+                                          description="a replaced version is kept this long for running queries")
 
     @property
     def uri(self) -> str:

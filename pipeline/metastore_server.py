@@ -4,20 +4,32 @@ Runs as ``python -m pipeline.metastore_server --host 127.0.0.1 --port 9083 --con
 with the Hive 2.3 jars of the pyspark wheel and ``hive-site.xml`` from ``DIR`` on the class path, builds the
 same handler and Thrift server as ``HiveMetaStore.startMetaStore`` (binary protocol, unframed, UGI-aware
 processor) on a server socket bound to ``--host``, and serves until the process is stopped.
+
+Online backup of a Derby catalog: embedded Derby admits one JVM, so the backup runs inside this one. A client
+writes ``<id>.request`` (JSON ``{"target": "<dir>"}``) into the request directory (``--backup-requests``,
+default ``backup-requests`` next to the Derby database) and sends SIGUSR1; this process runs
+``SYSCS_UTIL.SYSCS_BACKUP_DATABASE(target)`` over a JDBC connection of its own JVM (the database is copied,
+consistent, to ``<target>/<database name>`` while the metastore keeps serving) and answers with
+``<id>.done`` (JSON) or ``<id>.error`` (one line). ``responder.pid`` in that directory names the process
+that answers, so a client never signals a server that would not.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import signal
 import sys
+import threading
+import time
 import zipfile
 from pathlib import Path
 
 from py4j.java_gateway import GatewayParameters, JavaGateway, launch_gateway
 
+RESPONDER_PID = "responder.pid"  # written once SIGUSR1 answers backup requests (an older server would die of it)
 DB_PASSWORD_ENV = "ECOM_METASTORE_DB_PASSWORD"  # pipeline.config.METASTORE_DB_PASSWORD_ENV (no import: no luigi here)
 
 
@@ -47,6 +59,76 @@ def create_schema(gateway: JavaGateway, conf, jar_dir: str) -> None:
     print(f"metastore schema: {len(names)} persistent classes managed", flush=True)
 
 
+def derby_database(url: str) -> str | None:
+    """The database path of an embedded Derby JDBC URL (``jdbc:derby:;databaseName=/x/metastore_db;...`` or
+    ``jdbc:derby:/x/metastore_db;...``), None for any other database."""
+    if not url.startswith("jdbc:derby:"):
+        return None
+    body = url[len("jdbc:derby:"):]
+    path, *attrs = body.split(";")
+    for attr in attrs:
+        key, _, value = attr.partition("=")
+        if key.strip() == "databaseName":
+            path = value
+    return path or None
+
+
+class BackupResponder:
+    """Answers online-backup requests of a Derby catalog from inside the JVM that has it open."""
+
+    def __init__(self, gateway: JavaGateway, database: str, requests_dir: Path):
+        self.gateway = gateway
+        self.database = database
+        self.requests_dir = requests_dir
+        self._busy = threading.Lock()
+
+    def signal(self, *_) -> None:
+        """SIGUSR1: answer the pending requests in a thread (the main thread is serving)."""
+        threading.Thread(target=self.answer_pending, name="derby-backup", daemon=True).start()
+
+    def answer_pending(self) -> None:
+        """Run every pending request once, one at a time."""
+        with self._busy:
+            for request in sorted(self.requests_dir.glob("*.request")):
+                self._answer(request)
+
+    def _answer(self, request: Path) -> None:
+        """One request: back up, answer with a done or error file, remove the request."""
+        stem = request.with_suffix("")
+        try:
+            target = json.loads(request.read_text())["target"]
+            t0 = time.monotonic()
+            self.backup(target)
+            _write_atomically(stem.with_suffix(".done"), json.dumps(
+                {"target": target, "database": self.database, "seconds": round(time.monotonic() - t0, 3)}))
+            print(f"metastore backup of {self.database} to {target} done", flush=True)
+        except Exception as exc:  # noqa: BLE001  (answered to the client, who reports it)
+            message = " ".join(str(exc).split())[:2000] or type(exc).__name__
+            _write_atomically(stem.with_suffix(".error"), message)
+            print(f"metastore backup failed: {message}", flush=True)
+        finally:
+            request.unlink(missing_ok=True)
+
+    def backup(self, target: str) -> None:
+        """``SYSCS_BACKUP_DATABASE``: a transactionally consistent copy while the database stays online."""
+        jvm = self.gateway.jvm
+        conn = jvm.java.sql.DriverManager.getConnection(f"jdbc:derby:;databaseName={self.database}")
+        try:
+            call = conn.prepareCall("CALL SYSCS_UTIL.SYSCS_BACKUP_DATABASE(?)")
+            call.setString(1, target)
+            call.execute()
+            call.close()
+        finally:
+            conn.close()
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write an answer under a temporary name, then rename it: the client never reads half of it."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text + "\n")
+    tmp.replace(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -57,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--classpath", action="append", default=[], help="extra jar (a JDBC driver)")
     parser.add_argument("--create-schema", action="store_true",
                         help="create every metastore table before serving (PostgreSQL)")
+    parser.add_argument("--backup-requests",
+                        help="directory of online-backup requests (Derby; default: backup-requests next to the "
+                             "database)")
     args = parser.parse_args(argv)
 
     gateway_port = launch_gateway(
@@ -91,6 +176,12 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)
+    database = derby_database(conf.get("javax.jdo.option.ConnectionURL") or "")
+    if database:
+        requests_dir = Path(args.backup_requests or Path(database).parent / "backup-requests")
+        requests_dir.mkdir(parents=True, exist_ok=True)
+        signal.signal(signal.SIGUSR1, BackupResponder(gateway, database, requests_dir).signal)
+        _write_atomically(requests_dir / RESPONDER_PID, str(os.getpid()))
     print(f"metastore serving on {args.host}:{args.port}", flush=True)
     server.serve()
     return 0

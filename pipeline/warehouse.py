@@ -1,10 +1,16 @@
 """Thin I/O for Hive tables: DDL, reads, and atomic publication.
 
-Every write lands in a fresh directory and is then swapped in with one metastore call
+Every write lands in a fresh version directory and is then swapped in with one metastore call
 (``ALTER TABLE ... SET LOCATION`` for whole tables, ``ADD PARTITION ... LOCATION`` or
 ``PARTITION ... SET LOCATION`` for partitions). A reader sees the old or the new data, never a mix, and a
 job that reads a table it rewrites never overwrites the files it reads (no ``UNSUPPORTED_OVERWRITE``).
-The version before the newest is kept so that queries planned just before a swap still find their files.
+
+State that says a step was applied travels with the data: ``replace_table(..., state=...)`` writes it as
+``_state.json`` inside the new version directory, so the same metastore call publishes both
+(``table_state`` reads it back from the live version). After each swap a ``_current`` file in the table
+root (or the partition directory) names the live version, so the catalog can be rebuilt from the files
+(``pipeline.io.catalog``). A replaced version is deleted only when it is not live and older than
+``[warehouse] gc_retention_s``, so queries planned before a swap keep their files.
 """
 
 from __future__ import annotations
@@ -17,11 +23,15 @@ import uuid
 from pyspark.sql import DataFrame, SparkSession
 
 from pipeline import config, fs
+from pipeline.io import catalog, crash
 
 log = logging.getLogger(__name__)
 
 DB = "ecommerce_db"
-KEEP_VERSIONS = 2
+CURRENT = "_current"
+STATE_FILE = "_state.json"
+STAGING = "_staging"
+VERSION = re.compile(r"v\d{8}(T\d{12}_[0-9a-f]{6}|_initial)$")
 
 TABLES: dict[str, dict] = {
     "transactions_raw": {
@@ -29,7 +39,8 @@ TABLES: dict[str, dict] = {
         "columns": """invoice_no STRING, stock_code STRING, description STRING, quantity INT,
             invoice_ts TIMESTAMP, unit_price DECIMAL(12,3), customer_id INT, country_name STRING,
             country_code STRING, is_cancellation BOOLEAN, is_negative_quantity BOOLEAN,
-            is_nonpositive_price BOOLEAN, is_non_product BOOLEAN, source_file STRING, ingested_at TIMESTAMP""",
+            is_nonpositive_price BOOLEAN, is_non_product BOOLEAN, source_file STRING, ingested_at TIMESTAMP,
+            released_on DATE""",
         "partition": "batch_id STRING",
     },
     "products": {
@@ -129,8 +140,12 @@ def ensure_schema(spark: SparkSession, db: str = DB) -> None:
     An existing table with other partition columns than its spec is refused with ``SchemaMismatch``;
     columns added to the spec since the table was created are added to it (``ALTER TABLE ADD COLUMNS``).
     """
-    spark.sql(f"CREATE DATABASE IF NOT EXISTS {db} LOCATION '{db_location(db)}'")
-    existing = {r.tableName for r in spark.sql(f"SHOW TABLES IN {db}").collect()}
+    databases = {r[0] for r in spark.sql("SHOW DATABASES").collect()}
+    existing = {r.tableName for r in spark.sql(f"SHOW TABLES IN {db}").collect()} if db in databases else None
+    catalog.refuse_if_lost(spark, db, existing)
+    if existing is None:
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS {db} LOCATION '{db_location(db)}'")
+        existing = set()
     for table, spec in SCHEMAS[db].items():
         if table in existing:
             _check_table(spark, db, table, spec)
@@ -182,18 +197,65 @@ class HadoopFS:
         p = self.path(uri)
         self._fs(p).delete(p, True)
 
-    def gc_versions(self, parent: str, keep: int = KEEP_VERSIONS) -> None:
-        versions = [c for c in self.children(parent) if c.startswith("v")]
-        for old in versions[:-keep]:
-            self.delete(fs.join(parent, old))
+    def ages_s(self, uri: str) -> dict[str, float]:
+        """Seconds since each child of ``uri`` was last modified, by the file system's clock."""
+        p = self.path(uri)
+        fsys = self._fs(p)
+        if not fsys.exists(p):
+            return {}
+        now_ms = dt.datetime.now(dt.UTC).timestamp() * 1000
+        return {st.getPath().getName(): (now_ms - st.getModificationTime()) / 1000 for st in fsys.listStatus(p)}
+
+    def collect(self, parent: str, live: str | None, retention_s: float) -> list[str]:
+        """Delete the version directories of ``parent`` that are not ``live`` and older than ``retention_s``."""
+        removed = []
+        for child, age in self.ages_s(parent).items():
+            if VERSION.match(child) and child != live and age > retention_s:
+                self.delete(fs.join(parent, child))
+                removed.append(child)
+        staging = fs.join(parent, STAGING)
+        for child, age in self.ages_s(staging).items():
+            if age > retention_s:
+                self.delete(fs.join(staging, child))
+                removed.append(f"{STAGING}/{child}")
+        return removed
 
 
-def replace_table(spark: SparkSession, df: DataFrame, table: str) -> str:
-    """Publish ``df`` as the whole content of ``table``: write a new version, then swap its location."""
-    location = fs.join(table_root(table), new_version())
+def _version_of(location: str) -> str:
+    return location.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _point_to(parent: str, location: str) -> None:
+    fs.write_text(fs.join(parent, CURRENT), _version_of(location) + "\n")
+
+
+def table_location(spark: SparkSession, table: str) -> str:
+    """Where the catalog says ``table`` lives now (one metastore call)."""
+    db, tbl = _split(table)
+    return str(spark._jsparkSession.sessionState().catalog().externalCatalog().getTable(db, tbl).location())
+
+
+def table_state(spark: SparkSession, table: str) -> dict:
+    """The state published with the live version of ``table`` (``replace_table(..., state=...)``), or {}."""
+    uri = fs.join(table_location(spark, table), STATE_FILE)
+    return fs.read_json(uri) if fs.target(uri).exists() else {}
+
+
+def replace_table(spark: SparkSession, df: DataFrame, table: str, state: dict | None = None) -> str:
+    """Publish ``df`` as the whole content of ``table``: write a new version, then swap its location.
+
+    ``state`` (JSON) is written into the version before the swap, so it is published with the data.
+    """
+    root = table_root(table)
+    location = fs.join(root, new_version())
     df.write.mode("errorifexists").parquet(location)
+    if state is not None:
+        fs.write_json(fs.join(location, STATE_FILE), state)
+    crash.point("publish.written")
     spark.sql(f"ALTER TABLE {name(table)} SET LOCATION '{location}'")
-    HadoopFS(spark).gc_versions(table_root(table))
+    crash.point("publish.swapped")
+    _point_to(root, location)
+    HadoopFS(spark).collect(root, _version_of(location), config.warehouse().gc_retention_s)
     return location
 
 
@@ -246,17 +308,72 @@ def replace_partitions(
             hfs.mkdirs(target)
         locations[value] = target
     hfs.delete(staging)
+    crash.point("publish.written")
     present = {(p,) if isinstance(p, str) else p for p in existing_partitions(spark, table)}
     new = [v for v in tuples if v not in present]
     if new:
         specs = " ".join(f"PARTITION ({_partition_spec(columns, v)}) LOCATION '{locations[v]}'" for v in new)
         spark.sql(f"ALTER TABLE {name(table)} ADD IF NOT EXISTS {specs}")
+        crash.point("publish.partitions_added")
     for v in tuples:
         if v in present:
             spark.sql(f"ALTER TABLE {name(table)} PARTITION ({_partition_spec(columns, v)}) "
                       f"SET LOCATION '{locations[v]}'")
+    crash.point("publish.swapped")
+    retention_s = config.warehouse().gc_retention_s
     for v in tuples:
-        hfs.gc_versions(fs.join(table_root(table), _partition_dir(columns, v)))
+        part_dir = fs.join(table_root(table), _partition_dir(columns, v))
+        _point_to(part_dir, locations[v])
+        hfs.collect(part_dir, version, retention_s)
+    hfs.collect(table_root(table), None, retention_s)
+
+
+def live_locations(spark: SparkSession, table: str) -> list[str]:
+    """Every location the metastore points at for ``table``: the table's and each partition's."""
+    db, tbl = _split(table)
+    external = spark._jsparkSession.sessionState().catalog().externalCatalog()
+    meta = external.getTable(db, tbl)
+    if meta.partitionColumnNames().isEmpty():
+        return [str(meta.location())]
+    partitions = external.listPartitions(db, tbl, getattr(spark._jvm, "scala.Option").apply(None)).iterator()
+    out = []
+    while partitions.hasNext():
+        out.append(str(partitions.next().location()))
+    return out
+
+
+def _normal(uri: str) -> str:
+    """``file:/a/b`` (Hadoop's form) and ``file:///a/b`` as one string."""
+    return re.sub(r"^file:/+", "file:///", uri.rstrip("/"))
+
+
+def collect_garbage(spark: SparkSession, retention_s: float) -> dict[str, int]:
+    """Delete every version directory, of every table and partition, that the metastore does not point at
+    and that is older than ``retention_s``, and staging leftovers as old. Returns removals per table."""
+    hfs = HadoopFS(spark)
+    removed: dict[str, int] = {}
+    for db, tables in SCHEMAS.items():
+        for table in tables:
+            qualified = f"{db}.{table}"
+            live = {_normal(loc) for loc in live_locations(spark, qualified)}
+            parents: dict[str, str | None] = {_normal(table_root(qualified)): None}
+            for loc in live:
+                parents[loc.rsplit("/", 1)[0]] = _version_of(loc)
+            depth = len([c for c in tables[table].get("partition", "").split(",") if c.strip()])
+            for part_dir in _partition_dirs(hfs, _normal(table_root(qualified)), depth):
+                parents.setdefault(part_dir, None)
+            count = sum(len(hfs.collect(parent, version, retention_s)) for parent, version in parents.items())
+            if count:
+                removed[qualified] = count
+    return removed
+
+
+def _partition_dirs(hfs: HadoopFS, root: str, depth: int) -> list[str]:
+    """The ``col=value`` directories ``depth`` levels under ``root``."""
+    level = [root]
+    for _ in range(depth):
+        level = [fs.join(d, c) for d in level for c in hfs.children(d) if "=" in c]
+    return level if depth else []
 
 
 def read(spark: SparkSession, table: str) -> DataFrame:

@@ -24,6 +24,8 @@ from pyspark.sql import functions as F
 
 from pipeline import alerts, fs, load
 from pipeline import warehouse as wh
+from pipeline.io import lock
+from pipeline.tasks.base import write_marker, writes_warehouse
 from pipeline.tasks.ingest import (
     CountriesSnapshot,
     IngestBackfill,
@@ -177,6 +179,7 @@ class DimDate(luigi.Task):
         cfg = dw()
         return marker("dw", f"dim_date_{cfg.calendar_start}_{cfg.calendar_end}.json")
 
+    @writes_warehouse
     def run(self):
         cfg = dw()
         spark = dw_spark()
@@ -186,7 +189,7 @@ class DimDate(luigi.Task):
         bank = holidays.country_holidays("GB", subdiv="ENG", years=years)
         holiday_df = spark.createDataFrame(sorted(bank.items()), "date DATE, holiday_name STRING")
         wh.replace_table(spark, star.dim_date(calendar, holiday_df).coalesce(1), f"{DW}.dim_date")
-        fs.write_json(self.output().path, {"rows": (cfg.calendar_end - cfg.calendar_start).days + 2})
+        write_marker(self.output(), {"rows": (cfg.calendar_end - cfg.calendar_start).days + 2})
 
 
 class _DailyTable(luigi.Task):
@@ -223,6 +226,7 @@ class _DailyTable(luigi.Task):
     def partition_values(self, dates: list[dt.date]) -> list:
         return [str(d) for d in dates]
 
+    @writes_warehouse
     def run(self):
         self.publish(dw_spark(), [self.date])
 
@@ -239,8 +243,8 @@ class _DailyTable(luigi.Task):
         facts = self.marker_facts(spark, dates)
         published_at = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
         for d in dates:
-            fs.write_json(self.clone(date=d).output().path, {"date": d, "revision": self.revision,
-                                                              "published_at": published_at, **facts.get(d, {})})
+            write_marker(self.clone(date=d).output(), {"date": d, "revision": self.revision,
+                                                        "published_at": published_at, **facts.get(d, {})})
 
 
 class DimProduct(_DailyTable):
@@ -542,11 +546,15 @@ class MartsBackfill(luigi.Task):
     def run(self):
         days = self.days
         yield [DimDate(), DimProduct(days[-1]), DimCountry(days[-1])]
+        with lock.warehouse_lock(self.task_id):
+            self._publish(days)
+
+    def _publish(self, days: list[dt.date]) -> None:
         spark = dw_spark()
         for table in (FactSales, CustomerSalesDaily, DimCustomer, *DATE_MARTS, *CUSTOMER_MARTS):
             progress.info("%s: publishing %d dates", table.__name__, len(days))
             table(days[-1]).publish(spark, days)
         for d in days:
-            fs.write_json(RefreshLateDates(d).output().path, {"date": d, "rebuilt": {}, "backfill": True})
+            write_marker(RefreshLateDates(d).output(), {"date": d, "rebuilt": {}, "backfill": True})
         progress.info("MartsReady: reconciling %d dates", len(days))
         MartsReady(days[-1]).publish(spark, days)

@@ -18,7 +18,9 @@ from luigi.tools.range import RangeDaily  # noqa: F401  (re-exported for `luigi 
 
 from pipeline import config, fs, load, replay
 from pipeline import warehouse as wh
+from pipeline.io import lock
 from pipeline.spark import get_spark
+from pipeline.tasks.base import write_marker, writes_warehouse
 
 log = logging.getLogger(__name__)
 progress = logging.getLogger("pipeline.progress")
@@ -99,11 +101,12 @@ class _MasterSnapshot(luigi.Task):
     def output(self):
         return marker(self.feed, f"{self.date}.json")
 
+    @writes_warehouse
     def run(self):
         spark = spark_with_schema()
         loader = load.load_product_snapshots if self.feed == "products" else load.load_country_snapshots
         counts = loader(spark, [snapshot_batch(self.feed, self.date)])
-        fs.write_json(self.output().path, {"date": self.date, "feed": self.feed, "counts": counts})
+        write_marker(self.output(), {"date": self.date, "feed": self.feed, "counts": counts})
 
 
 class ProductsSnapshot(_MasterSnapshot):
@@ -143,10 +146,11 @@ class TransactionBatch(luigi.Task):
     def output(self):
         return marker("transactions", f"{replay.batch_id(self.date, self.window_hour)}.json")
 
+    @writes_warehouse
     def run(self):
         spark = spark_with_schema()
         counts = load.load_transaction_batches(spark, [transaction_batch(self.date, self.window_hour)])
-        fs.write_json(self.output().path, next(iter(counts.values())))
+        write_marker(self.output(), next(iter(counts.values())))
 
 
 class RetryQuarantine(luigi.Task):
@@ -161,9 +165,10 @@ class RetryQuarantine(luigi.Task):
     def output(self):
         return marker("quarantine_retry", f"{self.date}.json")
 
+    @writes_warehouse
     def run(self):
         result = load.retry_quarantine(spark_with_schema(), self.date)
-        fs.write_json(self.output().path, {"date": self.date, **result})
+        write_marker(self.output(), {"date": self.date, **result})
 
 
 class IngestDay(luigi.WrapperTask):
@@ -211,6 +216,10 @@ class IngestBackfill(luigi.Task):
             replay.replay_days(config.replay().source_path, root, to_replay,
                                config.resolve_path(config.reference().country_aliases),
                                progress=lambda i, n, d: progress.debug("replayed %s (%d/%d)", d, i, n))
+        with lock.warehouse_lock(self.task_id):
+            self._load(days)
+
+    def _load(self, days: list[dt.date]) -> None:
         spark = spark_with_schema()
         for feed, task, loader in (("products", ProductsSnapshot, load.load_product_snapshots),
                                    ("countries", CountriesSnapshot, load.load_country_snapshots)):
@@ -218,16 +227,16 @@ class IngestBackfill(luigi.Task):
             progress.info("%s: applying %d snapshots", feed, len(todo))
             counts = loader(spark, [snapshot_batch(feed, d) for d in todo])
             for d in todo:
-                fs.write_json(task(d).output().path,
-                              {"date": d, "feed": feed, "counts": counts.get(f"{feed}_{d:%Y%m%d}", {})})
+                write_marker(task(d).output(),
+                             {"date": d, "feed": feed, "counts": counts.get(f"{feed}_{d:%Y%m%d}", {})})
         batches = [(d, w) for d in days for w in replay.WINDOW_HOURS
                    if not TransactionBatch(d, str(w)).complete()]
         progress.info("transactions: loading %d batches of %d days in one pass", len(batches), len(days))
         counts = load.load_transaction_batches(spark, [transaction_batch(d, w) for d, w in batches])
         for d, w in batches:
-            fs.write_json(TransactionBatch(d, str(w)).output().path, counts[replay.batch_id(d, w)])
+            write_marker(TransactionBatch(d, str(w)).output(), counts[replay.batch_id(d, w)])
         result = load.retry_quarantine(spark, days[-1])
         progress.info("quarantine retry: %s", result)
         for d in days:
             if not RetryQuarantine(d).complete():
-                fs.write_json(RetryQuarantine(d).output().path, {"date": d, **result, "backfill": True})
+                write_marker(RetryQuarantine(d).output(), {"date": d, **result, "backfill": True})

@@ -17,6 +17,8 @@ from pyspark.sql import functions as F
 
 from pipeline import alerts, config, fs, history, replay
 from pipeline import warehouse as wh
+from pipeline.io import crash, lock
+from pipeline.tasks.base import write_marker, writes_warehouse
 from pipeline.tasks.dw import (
     CUSTOMER_MARTS,
     DATE_MARTS,
@@ -118,9 +120,18 @@ class UnknownAnomaly(LookupError):
 
 
 def set_status(line_id: str, status: str, changed_by: str, note: str = "") -> dict:
-    """Record a lifecycle change of a flagged line (who, when, why) and republish its date's partition."""
+    """Record a lifecycle change of a flagged line (who, when, why) and republish its date's partition.
+
+    Holds the warehouse lock. A change already at the end of the line's log (recorded by a call that died
+    before republishing the partition) is not recorded twice.
+    """
     if not changed_by.strip():
         raise an.InvalidTransition("say who changes the status (--by)")
+    with lock.warehouse_lock(f"anomaly status {line_id} by {changed_by}"):
+        return _set_status(line_id, status, changed_by, note)
+
+
+def _set_status(line_id: str, status: str, changed_by: str, note: str) -> dict:
     spark = dw_spark()
     table, log_table = f"{MART}.anomalies", f"{MART}.anomaly_status_log"
     found = wh.read(spark, table).where(F.col("line_id") == line_id).select("invoice_date", "status").first()
@@ -128,11 +139,18 @@ def set_status(line_id: str, status: str, changed_by: str, note: str = "") -> di
         raise UnknownAnomaly(f"no flagged line with id {line_id!r} in {table}")
     an.check_transition(found.status, status)
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    change = spark.createDataFrame([(line_id, found.invoice_date, status, changed_by, now, note)],
-                                   wh.SCHEMAS[MART]["anomaly_status_log"]["columns"])
-    status_log = wh.read(spark, log_table).unionByName(change).cache()
-    status_log.count()
-    wh.replace_table(spark, status_log.coalesce(1), log_table)
+    status_log = wh.read(spark, log_table)
+    last = status_log.where(F.col("line_id") == line_id).orderBy(F.desc("changed_at")).first()
+    if last is not None and (last.status, last.changed_by, last.note) == (status, changed_by, note):
+        now = last.changed_at
+    else:
+        change = spark.createDataFrame([(line_id, found.invoice_date, status, changed_by, now, note)],
+                                       wh.SCHEMAS[MART]["anomaly_status_log"]["columns"])
+        status_log = status_log.unionByName(change).cache()
+        status_log.count()
+        wh.replace_table(spark, status_log.coalesce(1), log_table)
+        crash.point("anomaly.log_published")
+        status_log = wh.read(spark, log_table)
     day = wh.read(spark, table).where(F.col("invoice_date") == F.lit(found.invoice_date)) \
         .drop("status", "status_changed_by", "status_changed_at").cache()
     day.count()
@@ -153,7 +171,7 @@ CHECK_FIELDS = {
     "not_null": ("columns",), "unique": ("columns",), "relationships": ("column", "to", "to_column"),
     "accepted_values": ("column", "values"), "scd2_integrity": ("key",), "batch_accounting": (),
     "volume": ("weeks", "low", "high"), "freshness": ("feed", "tolerance_minutes"),
-    "reconciliation": (),
+    "reconciliation": (), "batch_rows": (), "batch_received": (),
 }
 SEVERITIES = ("error", "warn")
 
@@ -202,6 +220,22 @@ def load_checks(path) -> list[dict]:
     return checks
 
 
+def batches_touched(spark, day: dt.date) -> list[str]:
+    """The transaction batches a date's ingestion wrote: its own windows and every batch into which the
+    date's quarantine retry released lines."""
+    own = [replay.batch_id(day, w) for w in replay.WINDOW_HOURS]
+    released = wh.read(spark, "transactions_quarantine").where(
+        (F.col("last_retry_date") == F.lit(day)) & F.col("resolved_at").isNotNull()).select("batch_id").distinct()
+    return sorted(set(own) | {r.batch_id for r in released.collect()})
+
+
+def landed_data_lines(path: str) -> int | None:
+    """Data lines of a landed transaction file (not blank, not the header), or None when it is missing."""
+    if not fs.target(path).exists():
+        return None
+    return sum(1 for line in fs.read_text(path).splitlines() if line.strip() and line != replay.HEADER)
+
+
 def failing_rows(spark, check: dict, day: dt.date) -> DataFrame:
     """The failing rows of one check for the run date, through the check type's transform."""
     from pipeline.transforms import dq as checks
@@ -222,6 +256,16 @@ def failing_rows(spark, check: dict, day: dt.date) -> DataFrame:
     if kind == "reconciliation":
         return reconciliation(spark, [day]).where(~F.col("passed")).select(
             F.concat_ws(" ", "check", F.lit("expected"), "expected", F.lit("got"), "actual").alias("failing_key"))
+    if kind in ("batch_rows", "batch_received"):
+        touched = batches_touched(spark, day)
+        audit = wh.read(spark, "batch_audit").where(F.col("batch_id").isin(touched))
+        if kind == "batch_rows":
+            raw = wh.read(spark, "transactions_raw").where(F.col("batch_id").isin(touched))
+            return checks.batch_rows(audit, raw.groupBy("batch_id").agg(F.count(F.lit(1)).alias("rows")))
+        files = audit.select("batch_id", "source_files").collect()
+        landed = spark.createDataFrame([(r.batch_id, landed_data_lines(r.source_files)) for r in files],
+                                       "batch_id STRING, data_lines BIGINT")
+        return checks.batch_received(audit, landed)
     df = wh.read(spark, check["table"])
     if check["scope"] == "date":
         df = df.where(F.col(date_column) == F.lit(day))
@@ -275,6 +319,18 @@ def feeds(days: list[dt.date], cfg: sla) -> pd.DataFrame:
     return expected
 
 
+def dq_history(earlier: DataFrame, new: DataFrame) -> DataFrame:
+    """A date's check results after a new run: earlier runs are kept, except those with exactly the new
+    run's outcomes (check, status, failing rows), which the new run replaces. A run repeated on the same
+    input (a rerun after a crash) is thus recorded once; a run whose outcome differed stays in the history."""
+    def outcome(df: DataFrame) -> DataFrame:
+        return df.groupBy("run_id").agg(F.sort_array(F.collect_list(F.concat_ws(
+            "|", "check_name", "status", F.col("failing_rows").cast("string")))).alias("_outcome"))
+
+    same = outcome(earlier).join(outcome(new).select("_outcome"), "_outcome").select("run_id")
+    return earlier.join(same, "run_id", "left_anti").unionByName(new)
+
+
 class DataQualityChecks(_DailyTable):
     """Run the declarative checks of ``[dq] checks`` for a date and record them in ``ecommerce_mart.dq_results``.
 
@@ -289,6 +345,7 @@ class DataQualityChecks(_DailyTable):
         return [*(m(self.date, self.revision) for m in DATE_MARTS), *(m(self.date) for m in CUSTOMER_MARTS),
                 DetectAnomalies(self.date, self.revision)]
 
+    @writes_warehouse
     def run(self):
         cfg = dq()
         checks = load_checks(config.resolve_path(cfg.checks))
@@ -303,8 +360,9 @@ class DataQualityChecks(_DailyTable):
                             "FAIL" if count else "PASS", count, "; ".join(sample or []), now, self.date))
         rows = spark.createDataFrame(results, wh.SCHEMAS[MART]["dq_results"]["columns"] + ", invoice_date DATE")
         earlier = wh.read(spark, self.table).where(F.col("invoice_date") == F.lit(self.date))
-        wh.replace_partitions(spark, earlier.unionByName(rows).coalesce(1), self.table, "invoice_date",
+        wh.replace_partitions(spark, dq_history(earlier, rows).coalesce(1), self.table, "invoice_date",
                               [str(self.date)])
+        crash.point("dq.results_published")
         failed = [r for r in results if r[5] == "FAIL"]
         for r in failed:
             log.warning("data quality %s %s on %s: %d failing rows, e.g. %s", r[4], r[1], r[3], r[6], r[7])
@@ -314,5 +372,5 @@ class DataQualityChecks(_DailyTable):
         errors = [f"{r[1]} ({r[6]} rows, e.g. {r[7]})" for r in failed if r[4] == "error"]
         if errors:
             raise DataQualityError(f"{self.date}: error-severity checks failed: " + "; ".join(errors))
-        fs.write_json(self.output().path, {"date": self.date, "revision": self.revision, "run_id": run_id,
-                                           "passed": len(results) - len(failed), "warned": len(failed)})
+        write_marker(self.output(), {"date": self.date, "revision": self.revision, "run_id": run_id,
+                                     "passed": len(results) - len(failed), "warned": len(failed)})

@@ -21,7 +21,9 @@ import pandas as pd
 
 from pipeline import alerts, config, fs, history
 from pipeline import warehouse as wh
+from pipeline.io import crash
 from pipeline.tasks import dw, ingest
+from pipeline.tasks.base import write_marker, writes_warehouse
 from pipeline.tasks.dw import MART, dw_spark, marker
 from pipeline.tasks.quality import feeds, sla
 from pipeline.transforms import sla as rules
@@ -146,6 +148,7 @@ class SlaMonitor(luigi.Task):
     def output(self):
         return marker("sla", f"{self.now:%Y-%m-%dT%H%M}.json")
 
+    @writes_warehouse
     def run(self):
         cfg = sla()
         spark = dw_spark()
@@ -167,10 +170,11 @@ class SlaMonitor(luigi.Task):
             rows.count()
             wh.replace_table(spark, rows.coalesce(1), table)
             rows.unpersist()
+        crash.point("sla.published")
         for s in status.itertuples():
             log.info("SLA %s %s: %s (%s)", s.mart_group, s.invoice_date, s.state, s.evidence)
         sent = alerts.notify(spark, alerts_for(status), self.now)
-        fs.write_json(self.output().path, {
+        write_marker(self.output(), {
             "now": self.now, "states": {f"{s.mart_group} {s.invoice_date}": s.state for s in status.itertuples()},
             "alerts_sent": len([r for r in sent if r["delivery_status"] == "SENT"])})
 

@@ -70,6 +70,25 @@ def batch_accounting(audit: DataFrame) -> DataFrame:
                        + F.col("rows_duplicate")).select(F.col("batch_id").alias("failing_key"))
 
 
+def batch_rows(audit: DataFrame, raw_counts: DataFrame) -> DataFrame:
+    """Batches whose published raw rows differ from the audit's ``rows_loaded`` (a line loaded twice, or
+    lost). ``raw_counts``: ``batch_id, rows`` counted in ``transactions_raw``; a batch without rows counts 0."""
+    joined = audit.join(raw_counts, "batch_id", "left").withColumn("rows", F.coalesce("rows", F.lit(0)))
+    return joined.where(F.col("rows") != F.col("rows_loaded")).select(F.format_string(
+        "%s: %d rows in transactions_raw, audit says %d loaded", "batch_id", "rows", "rows_loaded"
+    ).alias("failing_key"))
+
+
+def batch_received(audit: DataFrame, landed: DataFrame) -> DataFrame:
+    """Batches whose ``rows_received`` differs from the data lines of the landed file (``landed``:
+    ``batch_id, data_lines``); a batch without an audit row or without a landed file fails too."""
+    joined = audit.select("batch_id", "rows_received").join(landed, "batch_id", "full")
+    return joined.where(~F.col("rows_received").eqNullSafe(F.col("data_lines"))).select(F.format_string(
+        "%s: %s lines landed, audit says %s received", "batch_id",
+        F.coalesce(F.col("data_lines").cast("string"), F.lit("no file")),
+        F.coalesce(F.col("rows_received").cast("string"), F.lit("no audit row"))).alias("failing_key"))
+
+
 def volume(counts: DataFrame, day, weeks: int, low: float, high: float) -> DataFrame:
     """The day's row count against the mean of the same weekday over the previous ``weeks`` weeks.
 

@@ -16,7 +16,7 @@ _FIELD_SEPARATOR = r',(?=(?:[^"]*"[^"]*")*[^"]*$)'
 
 LOADED_COLUMNS = ["invoice_no", "stock_code", "description", "quantity", "invoice_ts", "unit_price",
                   "customer_id", "country_name", "country_code", "is_cancellation", "is_negative_quantity",
-                  "is_nonpositive_price", "is_non_product", "source_file", "batch_id"]
+                  "is_nonpositive_price", "is_non_product", "released_on", "source_file", "batch_id"]
 QUARANTINE_FIELDS = [*SOURCE_FIELDS, "raw_line", "source_file", "batch_id", "reason_code", "reason_detail"]
 
 
@@ -147,9 +147,18 @@ def classify_lines(
     )
 
 
-def loaded_rows(classified: DataFrame) -> DataFrame:
-    """Rows for ``ecommerce_db.transactions_raw``: one row per loaded invoice line."""
-    return classified.where(F.col("outcome") == "loaded").select(
+def loaded_rows(classified: DataFrame, released: DataFrame | None = None, carry: tuple[str, ...] = ()) -> DataFrame:
+    """Rows for ``ecommerce_db.transactions_raw``: one row per loaded invoice line.
+
+    ``released`` (``batch_id, raw_line, released_on``): lines a quarantine retry released, and on which
+    retry date; the others get a null ``released_on``. ``carry``: columns of ``classified`` kept as they are.
+    """
+    loaded = classified.where(F.col("outcome") == "loaded")
+    if released is None:
+        loaded = loaded.withColumn("released_on", F.lit(None).cast("date"))
+    else:
+        loaded = loaded.join(released.select("batch_id", "raw_line", "released_on"), ["batch_id", "raw_line"], "left")
+    return loaded.select(
         F.col("invoice_no_clean").alias("invoice_no"),
         F.col("stock_code_clean").alias("stock_code"),
         F.col("description_clean").alias("description"),
@@ -158,7 +167,7 @@ def loaded_rows(classified: DataFrame) -> DataFrame:
         F.col("unit_price_dec").alias("unit_price"),
         F.col("customer_id_int").alias("customer_id"),
         "country_name", "country_code", "is_cancellation", "is_negative_quantity", "is_nonpositive_price",
-        "is_non_product", "source_file", "batch_id",
+        "is_non_product", "released_on", "source_file", "batch_id", *carry,
     )
 
 

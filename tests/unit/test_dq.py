@@ -92,3 +92,30 @@ def test_volume_against_the_same_weekday(spark, today_rows, expected):
 def test_volume_passes_without_history(spark):
     counts = spark.createDataFrame([(dt.date(2011, 1, 18), 10)], "date DATE, rows BIGINT")
     assert keys(dq.volume(counts, dt.date(2011, 1, 18), weeks=4, low=0.5, high=2.0)) == []
+
+
+AUDIT = "batch_id STRING, rows_received BIGINT, rows_loaded BIGINT"
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ([("tx_a", 3), ("tx_b", 0)], []),
+    ([("tx_a", 4)], ["tx_a: 4 rows in transactions_raw, audit says 3 loaded"]),
+    ([("tx_a", 3), ("tx_b", 1)], ["tx_b: 1 rows in transactions_raw, audit says 0 loaded"]),
+    ([], ["tx_a: 0 rows in transactions_raw, audit says 3 loaded"]),
+])
+def test_batch_rows(spark, raw, expected):
+    audit = spark.createDataFrame([("tx_a", 5, 3), ("tx_b", 1, 0)], AUDIT)
+    counts = spark.createDataFrame(raw, "batch_id STRING, rows BIGINT")
+    assert keys(dq.batch_rows(audit, counts)) == expected
+
+
+@pytest.mark.parametrize("landed, expected", [
+    ([("tx_a", 5), ("tx_b", 1)], []),
+    ([("tx_a", 6), ("tx_b", 1)], ["tx_a: 6 lines landed, audit says 5 received"]),
+    ([("tx_a", 5), ("tx_b", None)], ["tx_b: no file lines landed, audit says 1 received"]),
+    ([("tx_a", 5), ("tx_b", 1), ("tx_c", 2)], ["tx_c: 2 lines landed, audit says no audit row received"]),
+])
+def test_batch_received(spark, landed, expected):
+    audit = spark.createDataFrame([("tx_a", 5, 3), ("tx_b", 1, 0)], AUDIT)
+    files = spark.createDataFrame(landed, "batch_id STRING, data_lines BIGINT")
+    assert keys(dq.batch_received(audit, files)) == expected

@@ -30,3 +30,22 @@ def test_jobs_due_between_two_ticks(previous, now, sla_every, expected):
 def test_a_bad_timetable_is_a_clear_error():
     with pytest.raises(ValueError, match=r"\[schedule\] run_at: '6:15am' is not"):
         schedule.parse_times("6:15am")
+
+
+BACKUP_AT = schedule.parse_times("05:30", "[backup] daily_at")
+
+
+@pytest.mark.parametrize(("previous", "now", "expected"), [
+    (at(27, "05:29:50"), at(27, "05:30:20"), ["backup", "sla"]),     # the daily backup, before anything else
+    (at(27, "05:30"), at(27, "05:30:30"), []),                       # once a day: (previous, now]
+    (at(27, "06:14:40"), at(27, "06:15:10"), ["run", "sla"]),        # not at the runs' times
+    (at(26, "23:00"), at(27, "06:20"), ["backup", "run", "sla"]),    # a long pause: the backup first, once
+    (at(27, "05:31"), at(28, "05:29"), ["run", "sla"]),              # a whole day minus the minute: no backup
+])
+def test_the_catalog_backup_is_due_once_a_day(previous, now, expected):
+    assert schedule.due(previous, now, RUN_AT, 15, BACKUP_AT) == expected
+
+
+def test_a_bad_backup_time_names_its_setting():
+    with pytest.raises(ValueError, match=r"\[backup\] daily_at: '5h30' is not"):
+        schedule.parse_times("5h30", "[backup] daily_at")

@@ -31,11 +31,18 @@ def test_good_line_is_loaded_with_typed_columns(spark):
     loaded = tx.loaded_rows(classify(spark, GOOD))
     expected = spark.createDataFrame(
         [("536365", "85123A", "WHITE HANGING HEART T-LIGHT HOLDER", 6, dt.datetime(2010, 12, 1, 8, 26),
-          Decimal("2.550"), 17850, "United Kingdom", "GB", False, False, False, False, "tx_20101201_08.csv",
+          Decimal("2.550"), 17850, "United Kingdom", "GB", False, False, False, False, None, "tx_20101201_08.csv",
           "tx_20101201_08")],
         loaded.schema,
     )
     assertDataFrameEqual(loaded, expected)
+
+
+def test_a_released_line_carries_its_retry_date(spark):
+    released = spark.createDataFrame([("tx_20101201_08", GOOD, dt.date(2010, 12, 2))],
+                                     "batch_id STRING, raw_line STRING, released_on DATE")
+    row = tx.loaded_rows(classify(spark, GOOD), released).collect()[0]
+    assert (row.released_on, row.batch_id) == (dt.date(2010, 12, 2), "tx_20101201_08")
 
 
 @pytest.mark.parametrize(

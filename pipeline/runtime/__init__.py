@@ -1,0 +1,1 @@
+"""Runtime: processes around the pipeline (recovery of the scheduler's state, backups)."""

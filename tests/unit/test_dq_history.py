@@ -1,0 +1,30 @@
+"""A date's data-quality history: a repeated run with the same outcomes is recorded once."""
+
+import datetime as dt
+
+import pytest
+
+from pipeline.tasks.quality import dq_history
+
+DAY = dt.date(2010, 12, 1)
+SCHEMA = ("run_id STRING, check_name STRING, check_type STRING, table_name STRING, severity STRING, status STRING, "
+          "failing_rows BIGINT, sample_keys STRING, checked_at TIMESTAMP, invoice_date DATE")
+
+
+def run(run_id, *outcomes):
+    at = dt.datetime(2026, 11, 27, int(run_id[-1]))
+    return [(run_id, name, "unique", "t", "error", status, n, "", at, DAY) for name, status, n in outcomes]
+
+
+@pytest.mark.parametrize("earlier, new, kept_runs", [
+    ([], run("r1", ("a", "PASS", 0)), ["r1"]),
+    (run("r1", ("a", "PASS", 0), ("b", "PASS", 0)), run("r2", ("a", "PASS", 0), ("b", "PASS", 0)), ["r2"]),
+    (run("r1", ("a", "FAIL", 3), ("b", "PASS", 0)), run("r2", ("a", "PASS", 0), ("b", "PASS", 0)), ["r1", "r2"]),
+    (run("r1", ("a", "FAIL", 3)) + run("r2", ("a", "FAIL", 4)), run("r3", ("a", "FAIL", 3)), ["r2", "r3"]),
+    (run("r1", ("a", "PASS", 0)), run("r2", ("a", "PASS", 0), ("b", "PASS", 0)), ["r1", "r2"]),
+])
+def test_a_repeated_outcome_replaces_the_earlier_run(spark, earlier, new, kept_runs):
+    got = dq_history(spark.createDataFrame(earlier, SCHEMA), spark.createDataFrame(new, SCHEMA))
+    assert sorted({r.run_id for r in got.collect()}) == kept_runs
+    assert got.count() == sum(len(v) for v in (earlier, new)) - sum(
+        1 for r in earlier if r[0] not in kept_runs)

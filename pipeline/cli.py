@@ -335,8 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging()
+    from pipeline.io.catalog import CatalogLost
+    from pipeline.io.lock import WarehouseLockTimeout
+
     try:
         return args.func(args)
-    except services.ServiceError as exc:
+    except (services.ServiceError, CatalogLost, WarehouseLockTimeout) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -37,6 +37,7 @@ class Batch:
     path: str
     window_start: dt.datetime
     window_end: dt.datetime
+    masters_date: dt.date | None = None  # the master snapshot a transaction batch is checked against
 
 
 def non_product_patterns() -> list[str]:
@@ -92,16 +93,17 @@ def check_nothing_lost(counts: dict[str, dict]) -> None:
 
 
 def read_batch_lines(spark: SparkSession, batches: list[Batch]) -> DataFrame:
-    """One row per data line of the given transaction files: ``batch_id, source_file, raw_line``."""
-    by_file = spark.createDataFrame([(_file_name(b.path), b.batch_id) for b in batches],
-                                    "source_file STRING, batch_id STRING")
+    """One row per data line of the given transaction files: ``batch_id, source_file, raw_line,
+    masters_date`` (a batch without masters gets the earliest date, before which nothing is known)."""
+    by_file = spark.createDataFrame([(_file_name(b.path), b.batch_id, b.masters_date or dt.date.min)
+                                     for b in batches], "source_file STRING, batch_id STRING, masters_date DATE")
     text = spark.read.text([b.path for b in batches]).select(
         F.col("value").alias("raw_line"), F.col("_metadata.file_name").alias("source_file"),
     )
     return (
         text.where((F.trim("raw_line") != "") & (F.col("raw_line") != HEADER))
         .join(F.broadcast(by_file), "source_file")
-        .select("batch_id", "source_file", "raw_line")
+        .select("batch_id", "source_file", "raw_line", "masters_date")
     )
 
 
@@ -110,7 +112,10 @@ def _file_name(path: str) -> str:
 
 
 def _masters_for_fk(spark: SparkSession) -> tuple[DataFrame, DataFrame]:
-    return wh.read(spark, "products").select("stock_code"), wh.read(spark, "countries")
+    """Product codes and countries with the first snapshot date that knew them (``known_from``)."""
+    products = wh.read(spark, "products").select("stock_code", F.col("valid_from").alias("known_from"))
+    countries = wh.read(spark, "countries").withColumn("known_from", F.col("first_seen"))
+    return products, countries
 
 
 def publish_invoice_dates(spark: SparkSession, dates: DataFrame, batch_ids: list[str]) -> None:
@@ -300,7 +305,8 @@ def retry_quarantine(spark: SparkSession, retry_date: dt.date) -> dict[str, int]
     due = F.col("reason_code").isin(*transactions.RETRYABLE_REASONS) & (
         retried_today | (F.col("resolved_at").isNull()
                          & (F.col("last_retry_date").isNull() | (F.col("last_retry_date") < day))))
-    pending = quarantine.where(due).select("batch_id", "source_file", "raw_line").cache()
+    pending = quarantine.where(due).select("batch_id", "source_file", "raw_line",
+                                           day.alias("masters_date")).cache()
     retried = pending.count()
     if not retried:
         pending.unpersist()

@@ -51,11 +51,17 @@ def marker(*parts: str) -> luigi.Target:
     return fs.target(fs.join(config.warehouse().uri, "_markers", *parts))
 
 
+def masters_day(day: dt.date, window: int) -> dt.date | None:
+    """The master snapshot a transaction window is checked against: the [00,04) window lands before the
+    day's 06:00 masters, so it uses the previous trading day's; later windows use the same day's."""
+    return day if window >= 4 else previous_trading_day(day)
+
+
 def transaction_batch(day: dt.date, window: int) -> load.Batch:
     start = dt.datetime.combine(day, dt.time(window))
     return load.Batch(replay.batch_id(day, window), "transactions",
                       replay.landing_paths(config.warehouse().uri, day)["transactions"][window],
-                      start, start + dt.timedelta(hours=4))
+                      start, start + dt.timedelta(hours=4), masters_day(day, window))
 
 
 def snapshot_batch(feed: str, day: dt.date) -> load.Batch:
@@ -137,10 +143,10 @@ class TransactionBatch(luigi.Task):
         return int(self.window)
 
     def requires(self):
-        masters_day = self.date if self.window_hour >= 4 else previous_trading_day(self.date)
+        masters = masters_day(self.date, self.window_hour)
         deps = [ReplayDay(self.date)]
-        if masters_day:
-            deps += [ProductsSnapshot(masters_day), CountriesSnapshot(masters_day)]
+        if masters:
+            deps += [ProductsSnapshot(masters), CountriesSnapshot(masters)]
         return deps
 
     def output(self):

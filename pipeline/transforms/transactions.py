@@ -74,19 +74,35 @@ def classify_lines(
 ) -> DataFrame:
     """Decide the fate of every received line: ``loaded``, ``quarantined`` (with a reason) or ``duplicate``.
 
-    ``product_codes``: ``stock_code`` of every product the master knows (any version).
-    ``countries``: ``source_country_name, country_code`` known to the countries master.
+    ``product_codes``: ``stock_code`` of every product the master knows (any version), optionally with
+    ``known_from``, the first snapshot date that listed it. ``countries``: ``source_country_name,
+    country_code`` known to the countries master, optionally with ``known_from``. When ``lines`` carry
+    ``masters_date`` (the snapshot a batch is checked against), a code counts as known only if it was known
+    on that date, so the outcome does not depend on which later snapshots are already loaded.
     Cancellations, negative quantities, zero or negative prices and non-product codes are business
     events: they are loaded and flagged, never quarantined. Grain: one row per received line.
     """
     typed = type_fields(parse_lines(mark_duplicates(lines)))
-    known_products = product_codes.select(F.col("stock_code").alias("_known_code")).distinct()
+    if "masters_date" not in typed.columns:
+        typed = typed.withColumn("masters_date", F.lit(None).cast("date"))
+
+    def since(df: DataFrame) -> Column:
+        return F.col("known_from") if "known_from" in df.columns else F.lit(None).cast("date")
+
+    def in_force(column: str) -> Column:
+        return F.col(column).isNull() | F.col("masters_date").isNull() | (F.col(column) <= F.col("masters_date"))
+
+    known_products = product_codes.select(F.col("stock_code").alias("_known_code"), since(product_codes).alias("_p")) \
+        .groupBy("_known_code").agg(F.min("_p").alias("_product_from"))
     known_countries = countries.select(
-        F.col("source_country_name").alias("_known_country"), F.col("country_code").alias("_country_code")
+        F.col("source_country_name").alias("_known_country"), F.col("country_code").alias("_country_code"),
+        since(countries).alias("_country_from")
     ).dropDuplicates(["_known_country"])
     joined = (
-        typed.join(F.broadcast(known_products), typed["_stock_code"] == F.col("_known_code"), "left")
-        .join(F.broadcast(known_countries), typed["_country"] == F.col("_known_country"), "left")
+        typed.join(F.broadcast(known_products),
+                   (typed["_stock_code"] == F.col("_known_code")) & in_force("_product_from"), "left")
+        .join(F.broadcast(known_countries),
+              (typed["_country"] == F.col("_known_country")) & in_force("_country_from"), "left")
     )
     fmt_list = ", ".join(DATE_FORMATS)
     reason = (

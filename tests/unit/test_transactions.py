@@ -144,3 +144,21 @@ def _quarantine_schema(spark):
     fields = ", ".join(f"{c} STRING" for c in tx.QUARANTINE_FIELDS)
     return (f"{fields}, attempts INT, first_seen_at TIMESTAMP, last_attempt_at TIMESTAMP, resolved_at TIMESTAMP, "
             "last_retry_date DATE")
+
+
+@pytest.mark.parametrize("masters_date, outcome", [
+    (dt.date(2010, 12, 1), "quarantined"),   # the product's first snapshot is 2010-12-02
+    (dt.date(2010, 12, 2), "loaded"),
+    (dt.date(2010, 12, 9), "loaded"),
+    (None, "loaded"),                        # no masters date: any version counts
+])
+def test_a_product_counts_as_known_from_its_first_snapshot_only(spark, masters_date, outcome):
+    lines = spark.createDataFrame([("tx_20101202_00", "tx_20101202_00.csv", GOOD, masters_date)],
+                                  "batch_id STRING, source_file STRING, raw_line STRING, masters_date DATE")
+    products = spark.createDataFrame([("85123A", dt.date(2010, 12, 2)), ("85123A", dt.date(2010, 12, 5))],
+                                     "stock_code STRING, known_from DATE")
+    countries = spark.createDataFrame(COUNTRIES, "source_country_name STRING, country_code STRING")
+    row = tx.classify_lines(lines, products, countries, NON_PRODUCT).collect()[0]
+    assert row.outcome == outcome
+    if outcome == "quarantined":
+        assert row.reason_code == "UNKNOWN_PRODUCT"

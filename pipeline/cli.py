@@ -84,6 +84,7 @@ def _run(args: argparse.Namespace) -> int:
         tasks = [dw.MartsBackfill(start=days[0], end=days[-1])]
     ui = config.scheduler_ui()
     recovery.recover(f"http://{ui.host}:{ui.port}")
+    dw.dw_spark()  # the worker's session: a catalog that lost published tables is refused before any task
     t0 = time.monotonic()
     luigi.configuration.get_config().set("core", "no_configure_logging", "true")
     result = luigi.build(tasks, scheduler_host=ui.host, scheduler_port=ui.port, workers=1, detailed_summary=True)

@@ -342,11 +342,6 @@ def live_locations(spark: SparkSession, table: str) -> list[str]:
     return out
 
 
-def _normal(uri: str) -> str:
-    """``file:/a/b`` (Hadoop's form) and ``file:///a/b`` as one string."""
-    return re.sub(r"^file:/+", "file:///", uri.rstrip("/"))
-
-
 def collect_garbage(spark: SparkSession, retention_s: float) -> dict[str, int]:
     """Delete every version directory, of every table and partition, that the metastore does not point at
     and that is older than ``retention_s``, and staging leftovers as old. Returns removals per table."""
@@ -355,12 +350,12 @@ def collect_garbage(spark: SparkSession, retention_s: float) -> dict[str, int]:
     for db, tables in SCHEMAS.items():
         for table in tables:
             qualified = f"{db}.{table}"
-            live = {_normal(loc) for loc in live_locations(spark, qualified)}
-            parents: dict[str, str | None] = {_normal(table_root(qualified)): None}
+            live = {catalog.normal_location(loc) for loc in live_locations(spark, qualified)}
+            parents: dict[str, str | None] = {catalog.normal_location(table_root(qualified)): None}
             for loc in live:
                 parents[loc.rsplit("/", 1)[0]] = _version_of(loc)
             depth = len([c for c in tables[table].get("partition", "").split(",") if c.strip()])
-            for part_dir in _partition_dirs(hfs, _normal(table_root(qualified)), depth):
+            for part_dir in _partition_dirs(hfs, catalog.normal_location(table_root(qualified)), depth):
                 parents.setdefault(part_dir, None)
             count = sum(len(hfs.collect(parent, version, retention_s)) for parent, version in parents.items())
             if count:

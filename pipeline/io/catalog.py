@@ -72,10 +72,11 @@ def same_location(a: str | None, b: str | None) -> bool:
     """Whether two locations name the same directory (the metastore writes ``file:/x`` for ``file:///x``)."""
     if a is None or b is None:
         return a is b
-    return _normal(a) == _normal(b)
+    return normal_location(a) == normal_location(b)
 
 
-def _normal(location: str) -> str:
+def normal_location(location: str) -> str:
+    """A location as one string whether written ``file:/x`` (Hadoop's form) or ``file:///x``."""
     return re.sub(r"^file:/+", "file:///", location).rstrip("/")
 
 

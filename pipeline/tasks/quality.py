@@ -320,14 +320,18 @@ def feeds(days: list[dt.date], cfg: sla) -> pd.DataFrame:
 
 
 def dq_history(earlier: DataFrame, new: DataFrame) -> DataFrame:
-    """A date's check results after a new run: earlier runs are kept, except those with exactly the new
-    run's outcomes (check, status, failing rows), which the new run replaces. A run repeated on the same
-    input (a rerun after a crash) is thus recorded once; a run whose outcome differed stays in the history."""
+    """A date's check results after a new run: earlier runs are kept, except the latest one when its
+    outcomes (check, status, failing rows) are exactly the new run's: then the new run replaces it. A run
+    repeated on the same input (a rerun after a crash between the results and the marker) is thus recorded
+    once, and every run whose outcome differed from the one before it stays in the history."""
     def outcome(df: DataFrame) -> DataFrame:
-        return df.groupBy("run_id").agg(F.sort_array(F.collect_list(F.concat_ws(
-            "|", "check_name", "status", F.col("failing_rows").cast("string")))).alias("_outcome"))
+        return df.groupBy("run_id").agg(
+            F.max("checked_at").alias("_at"),
+            F.sort_array(F.collect_list(F.concat_ws("|", "check_name", "status",
+                                                    F.col("failing_rows").cast("string")))).alias("_outcome"))
 
-    same = outcome(earlier).join(outcome(new).select("_outcome"), "_outcome").select("run_id")
+    latest = outcome(earlier).orderBy(F.desc("_at"), F.desc("run_id")).limit(1)
+    same = latest.join(outcome(new).select("_outcome"), "_outcome").select("run_id")
     return earlier.join(same, "run_id", "left_anti").unionByName(new)
 
 

@@ -1,4 +1,4 @@
-"""A date's data-quality history: a repeated run with the same outcomes is recorded once."""
+"""A date's data-quality history: a run repeating the latest run's outcomes is recorded once."""
 
 import datetime as dt
 
@@ -20,10 +20,11 @@ def run(run_id, *outcomes):
     ([], run("r1", ("a", "PASS", 0)), ["r1"]),
     (run("r1", ("a", "PASS", 0), ("b", "PASS", 0)), run("r2", ("a", "PASS", 0), ("b", "PASS", 0)), ["r2"]),
     (run("r1", ("a", "FAIL", 3), ("b", "PASS", 0)), run("r2", ("a", "PASS", 0), ("b", "PASS", 0)), ["r1", "r2"]),
-    (run("r1", ("a", "FAIL", 3)) + run("r2", ("a", "FAIL", 4)), run("r3", ("a", "FAIL", 3)), ["r2", "r3"]),
+    (run("r1", ("a", "FAIL", 3)) + run("r2", ("a", "FAIL", 4)), run("r3", ("a", "FAIL", 4)), ["r1", "r3"]),
+    (run("r1", ("a", "PASS", 0)) + run("r2", ("a", "FAIL", 4)), run("r3", ("a", "PASS", 0)), ["r1", "r2", "r3"]),
     (run("r1", ("a", "PASS", 0)), run("r2", ("a", "PASS", 0), ("b", "PASS", 0)), ["r1", "r2"]),
 ])
-def test_a_repeated_outcome_replaces_the_earlier_run(spark, earlier, new, kept_runs):
+def test_a_run_repeating_the_latest_outcome_replaces_it(spark, earlier, new, kept_runs):
     got = dq_history(spark.createDataFrame(earlier, SCHEMA), spark.createDataFrame(new, SCHEMA))
     assert sorted({r.run_id for r in got.collect()}) == kept_runs
     assert got.count() == sum(len(v) for v in (earlier, new)) - sum(

@@ -3,7 +3,8 @@
 No HDFS can run on this machine (no Hadoop distribution, no Docker engine), so the ``hdfs://`` cases talk to
 a stand-in HTTP server that answers the WebHDFS REST calls the way the Hadoop documentation specifies them
 (WebHDFS REST API: GETFILESTATUS, LISTSTATUS, MKDIRS, CREATE and OPEN with the 307 redirect to a datanode,
-RENAME, DELETE; errors as ``RemoteException`` JSON). The cluster stack in docker-compose.yaml runs the real one.
+RENAME, DELETE; CREATE without ``overwrite=true`` refuses an existing file; errors as ``RemoteException``
+JSON). The cluster stack in docker-compose.yaml runs the real one.
 """
 
 import json
@@ -16,6 +17,7 @@ import pytest
 from luigi.contrib.hdfs import HdfsTarget
 
 from pipeline import fs
+from pipeline.io import lock
 
 
 class WebHdfs(BaseHTTPRequestHandler):
@@ -93,6 +95,11 @@ class WebHdfs(BaseHTTPRequestHandler):
         if q["op"] == "CREATE":
             if "datanode" not in q:
                 return self._reply(307, None, {"Location": f"http://{self.headers['Host']}{self.path}&datanode=1"})
+            if path in self.files and q.get("overwrite", "false") != "true":
+                return self._reply(403, {"RemoteException": {
+                    "exception": "FileAlreadyExistsException",
+                    "javaClassName": "org.apache.hadoop.fs.FileAlreadyExistsException",
+                    "message": f"{path} for client 127.0.0.1 already exists"}})
             self.files[path] = self._body()
             return self._reply(201, None, {"Location": f"hdfs://namenode:8020{path}"})
         if q["op"] == "RENAME":
@@ -161,3 +168,26 @@ def test_listing_a_directory_on_both_schemes(webhdfs, tmp_path):
         fs.write_text(fs.join(manifests, "2011-01-05.json"), "{}")
         fs.write_text(fs.join(manifests, "2011-01-04.json"), "{}")
         assert fs.listdir(manifests) == ["2011-01-04.json", "2011-01-05.json"], root
+
+
+def test_the_hdfs_writer_lock_is_a_lease_created_only_if_absent(webhdfs):
+    uri = "hdfs://127.0.0.1:8020/warehouse/_lock/warehouse.lease"
+    first, second = lock._HdfsLease(uri, lease_s=60), lock._HdfsLease(uri, lease_s=60)
+    assert first.try_acquire(lock.owner_record("TransactionBatch(date=2010-12-01, window=8)"))
+    assert not second.try_acquire(lock.owner_record("python -m pipeline anomaly"))
+    assert second.holder()["task"] == "TransactionBatch(date=2010-12-01, window=8)"
+    first.release()
+    assert "/warehouse/_lock/warehouse.lease" not in webhdfs.files
+    assert second.try_acquire(lock.owner_record("python -m pipeline anomaly"))
+    second.release()
+
+
+def test_an_expired_hdfs_lease_is_taken_over(webhdfs):
+    uri = "hdfs://127.0.0.1:8020/warehouse/_lock/warehouse.lease"
+    webhdfs.dirs.update({"/warehouse", "/warehouse/_lock"})
+    webhdfs.files["/warehouse/_lock/warehouse.lease"] = json.dumps(
+        {"host": "gone", "pid": 1, "task": "dead", "since": "2026-11-27 00:00:00", "expires": 0}).encode()
+    taker = lock._HdfsLease(uri, lease_s=60)
+    assert taker.try_acquire(lock.owner_record("next"))
+    assert taker.holder()["task"] == "next"
+    taker.release()

@@ -254,12 +254,12 @@ def _gc(args: argparse.Namespace) -> int:
 
     from pipeline import warehouse as wh
     from pipeline.io import lock
+    from pipeline.spark import get_spark
     from pipeline.tasks import quality, sla  # noqa: F401  (their tables join warehouse.SCHEMAS)
-    from pipeline.tasks.dw import dw_spark
 
     retention_s = config.warehouse().gc_retention_s if args.retention_s is None else args.retention_s
     with lock.warehouse_lock("python -m pipeline gc"):
-        removed = wh.collect_garbage(dw_spark(), retention_s)
+        removed = wh.collect_garbage(get_spark(), retention_s)
     print(json.dumps({"retention_s": retention_s, "removed": removed}, sort_keys=True))
     return 0
 

@@ -206,11 +206,18 @@ class HadoopFS:
         now_ms = dt.datetime.now(dt.UTC).timestamp() * 1000
         return {st.getPath().getName(): (now_ms - st.getModificationTime()) / 1000 for st in fsys.listStatus(p)}
 
+    def read_pointer(self, parent: str) -> str:
+        """The version a directory's ``_current`` file names."""
+        return fs.read_text(fs.join(parent, CURRENT)).strip()
+
     def collect(self, parent: str, live: str | None, retention_s: float) -> list[str]:
-        """Delete the version directories of ``parent`` that are not ``live`` and older than ``retention_s``."""
+        """Delete the version directories of ``parent`` that are neither ``live`` nor named by its ``_current``
+        pointer, and older than ``retention_s``."""
         removed = []
-        for child, age in self.ages_s(parent).items():
-            if VERSION.match(child) and child != live and age > retention_s:
+        ages = self.ages_s(parent)
+        pointed = self.read_pointer(parent) if CURRENT in ages else None
+        for child, age in ages.items():
+            if VERSION.match(child) and child not in (live, pointed) and age > retention_s:
                 self.delete(fs.join(parent, child))
                 removed.append(child)
         staging = fs.join(parent, STAGING)
@@ -344,11 +351,17 @@ def live_locations(spark: SparkSession, table: str) -> list[str]:
 
 def collect_garbage(spark: SparkSession, retention_s: float) -> dict[str, int]:
     """Delete every version directory, of every table and partition, that the metastore does not point at
-    and that is older than ``retention_s``, and staging leftovers as old. Returns removals per table."""
+    and that is older than ``retention_s``, and staging leftovers as old. Returns removals per table.
+
+    Only tables the catalog has are collected, and a catalog that lost published tables is refused
+    (``CatalogLost``): without it every version would look unreferenced."""
     hfs = HadoopFS(spark)
     removed: dict[str, int] = {}
+    databases = {r[0] for r in spark.sql("SHOW DATABASES").collect()}
     for db, tables in SCHEMAS.items():
-        for table in tables:
+        existing = {r.tableName for r in spark.sql(f"SHOW TABLES IN {db}").collect()} if db in databases else None
+        catalog.refuse_if_lost(spark, db, existing)
+        for table in sorted(set(tables) & (existing or set())):
             qualified = f"{db}.{table}"
             live = {catalog.normal_location(loc) for loc in live_locations(spark, qualified)}
             parents: dict[str, str | None] = {catalog.normal_location(table_root(qualified)): None}

@@ -62,10 +62,11 @@ def audit_rows(spark: SparkSession, batches: list[Batch], counts: dict[str, dict
     return spark.createDataFrame(rows, wh.read(spark, "batch_audit").schema)
 
 
-def upsert_audit(spark: SparkSession, new_rows: DataFrame) -> None:
-    """Replace the audit rows of the batches in ``new_rows``; nothing is written when they are already there."""
+def upsert_audit(spark: SparkSession, new_rows: DataFrame, only_if_changed: bool = False) -> None:
+    """Replace the audit rows of the batches in ``new_rows``. With ``only_if_changed`` nothing is written
+    when those rows are already there (a rerun that recomputes the same counts)."""
     existing = wh.read(spark, "batch_audit")
-    if new_rows.exceptAll(existing).isEmpty():
+    if only_if_changed and new_rows.exceptAll(existing).isEmpty():
         return
     merged = existing.join(new_rows.select("batch_id"), "batch_id", "left_anti").unionByName(new_rows)
     wh.replace_table(spark, merged.coalesce(1), "batch_audit")
@@ -204,7 +205,7 @@ def _audit_snapshots(spark: SparkSession, feed: str, batches: list[Batch]) -> di
         rows.append((b.batch_id, b.feed, b.window_start, b.window_end, b.path, int(c["rows_received"]),
                      int(c["rows_loaded"]), int(c["rows_quarantined"]), int(c["rows_duplicate"]), 0, "LOADED",
                      dt.datetime.fromisoformat(c["started_at"]), dt.datetime.fromisoformat(c["finished_at"])))
-    upsert_audit(spark, spark.createDataFrame(rows, wh.read(spark, "batch_audit").schema))
+    upsert_audit(spark, spark.createDataFrame(rows, wh.read(spark, "batch_audit").schema), only_if_changed=True)
     return {b.batch_id: {k: v for k, v in applied[b.window_start.date()].items() if k.startswith("rows_")}
             for b in done}
 
@@ -284,7 +285,7 @@ def refresh_audit_counts(spark: SparkSession, batch_ids: list[str]) -> None:
     counted = ("rows_loaded", "rows_quarantined", "rows_released")
     changed = (audit.drop(*counted).join(raw, "batch_id", "left").join(open_lines, "batch_id", "left")
                .fillna(0, list(counted)).select(*audit.columns))
-    upsert_audit(spark, changed)
+    upsert_audit(spark, changed, only_if_changed=True)
 
 
 def retry_quarantine(spark: SparkSession, retry_date: dt.date) -> dict[str, int]:

@@ -206,16 +206,13 @@ class HadoopFS:
         now_ms = dt.datetime.now(dt.UTC).timestamp() * 1000
         return {st.getPath().getName(): (now_ms - st.getModificationTime()) / 1000 for st in fsys.listStatus(p)}
 
-    def read_pointer(self, parent: str) -> str:
-        """The version a directory's ``_current`` file names."""
-        return fs.read_text(fs.join(parent, CURRENT)).strip()
-
     def collect(self, parent: str, live: str | None, retention_s: float) -> list[str]:
         """Delete the version directories of ``parent`` that are neither ``live`` nor named by its ``_current``
         pointer, and older than ``retention_s``."""
         removed = []
         ages = self.ages_s(parent)
-        pointed = self.read_pointer(parent) if CURRENT in ages else None
+        pointer = catalog.read_pointer(parent) if CURRENT in ages else None
+        pointed = _version_of(pointer) if pointer else None
         for child, age in ages.items():
             if VERSION.match(child) and child not in (live, pointed) and age > retention_s:
                 self.delete(fs.join(parent, child))
@@ -367,21 +364,14 @@ def collect_garbage(spark: SparkSession, retention_s: float) -> dict[str, int]:
             parents: dict[str, str | None] = {catalog.normal_location(table_root(qualified)): None}
             for loc in live:
                 parents[loc.rsplit("/", 1)[0]] = _version_of(loc)
-            depth = len([c for c in tables[table].get("partition", "").split(",") if c.strip()])
-            for part_dir in _partition_dirs(hfs, catalog.normal_location(table_root(qualified)), depth):
-                parents.setdefault(part_dir, None)
+            root = catalog.normal_location(table_root(qualified))
+            columns = catalog.partition_columns(tables[table])
+            for relative in catalog.walk_partitions(root, columns) if columns else ():
+                parents.setdefault(fs.join(root, relative), None)
             count = sum(len(hfs.collect(parent, version, retention_s)) for parent, version in parents.items())
             if count:
                 removed[qualified] = count
     return removed
-
-
-def _partition_dirs(hfs: HadoopFS, root: str, depth: int) -> list[str]:
-    """The ``col=value`` directories ``depth`` levels under ``root``."""
-    level = [root]
-    for _ in range(depth):
-        level = [fs.join(d, c) for d in level for c in hfs.children(d) if "=" in c]
-    return level if depth else []
 
 
 def read(spark: SparkSession, table: str) -> DataFrame:

@@ -214,7 +214,7 @@ def refuse_if_lost(spark, db: str, existing_tables: set[str] | None) -> None:
     raise CatalogLost(lost_message(db, [], evidence, _newest_backup()))
 
 
-def _walk_partitions(uri: str, columns: list[str], prefix: str = ""):
+def walk_partitions(uri: str, columns: list[str], prefix: str = ""):
     """Relative paths of the partition directories under a table root (``c1=v1[/c2=v2]``)."""
     level = prefix.count("/") + (1 if prefix else 0)
     for child in fs.listdir(uri):
@@ -224,10 +224,10 @@ def _walk_partitions(uri: str, columns: list[str], prefix: str = ""):
         if level + 1 == len(columns):
             yield rel
         else:
-            yield from _walk_partitions(fs.join(uri, child), columns, rel)
+            yield from walk_partitions(fs.join(uri, child), columns, rel)
 
 
-def _read_pointer(parent: str) -> str | None:
+def read_pointer(parent: str) -> str | None:
     """The live version directory of a table root or partition directory, None when never published."""
     target = fs.join(parent, POINTER)
     if not fs.target(target).exists():
@@ -248,13 +248,13 @@ def scan(db: str, table: str, root: str, columns: list[str]) -> LiveTable:
     every partition directory's. Partitions without a pointer were never published and are counted apart."""
     live = LiveTable(db, table, root, columns)
     if not live.columns:
-        live.location = _read_pointer(root)
+        live.location = read_pointer(root)
         if live.location and not fs.target(live.location).exists():
             live.dangling.append(live.location)
         return live
-    for rel in _walk_partitions(root, live.columns):
+    for rel in walk_partitions(root, live.columns):
         values = partition_values(rel, live.columns)
-        location = _read_pointer(fs.join(root, rel)) if values else None
+        location = read_pointer(fs.join(root, rel)) if values else None
         if location is None:
             live.unpublished += 1
             continue

@@ -1,4 +1,4 @@
-"""Yellow/Green phases: the star schema in ``ecommerce_dw`` and the marts in ``ecommerce_mart``.
+"""The star schema in ``ecommerce_dw`` and the marts in ``ecommerce_mart``.
 
     luigi --module pipeline.tasks.dw MartsReady --date 2010-12-02
     luigi --module pipeline.tasks.dw MartsBackfill --start 2010-12-01 --end 2011-12-09

@@ -1,4 +1,4 @@
-"""Red phase: Luigi tasks that replay the source and ingest the three feeds into ``ecommerce_db``.
+"""Luigi tasks that replay the source and ingest the three feeds into ``ecommerce_db``.
 
 Targets are JSON markers under ``<warehouse>/_markers``, written after the tables are published.
 
@@ -178,7 +178,7 @@ class RetryQuarantine(luigi.Task):
 
 
 class IngestDay(luigi.WrapperTask):
-    """Everything the Red phase does for one calendar day; a day without trading has nothing to do."""
+    """Everything ingestion does for one calendar day; a day without trading has nothing to do."""
 
     date = luigi.DateParameter()
 

@@ -1,4 +1,5 @@
-"""Purple phase (started): anomaly detection on each day's fact lines, with a status lifecycle.
+"""Anomaly detection on each day's fact lines with a status lifecycle, the declarative data-quality checks, and
+the SLA settings.
 
     luigi --module pipeline.tasks.quality DetectAnomalies --date 2011-01-18
     python -m pipeline anomaly status <line_id> ACKNOWLEDGED --by alice --note "called the customer"

@@ -2,7 +2,7 @@
 
 Two rules, chosen in config:
 
-- ``stddev`` (the original team's rule): flag when value > median + ``k`` x standard deviation
+- ``stddev`` (the classic rule): flag when value > median + ``k`` x standard deviation
   (k = 2 by default). Score = (value - median) / stddev.
 - ``mad`` (robust): modified z-score 0.6745 x (value - median) / MAD (Iglewicz and Hoaglin), flag above a
   threshold (3.5 by default). When MAD is 0 (a product nearly always sold in the same quantity) the mean

@@ -203,7 +203,7 @@ def batch_counts(classified: DataFrame) -> DataFrame:
 
 
 def invoice_dates(loaded: DataFrame) -> DataFrame:
-    """Per batch, the invoice dates its loaded lines carry: lets later phases rebuild exactly those dates."""
+    """Per batch, the invoice dates its loaded lines carry: lets later steps rebuild exactly those dates."""
     return loaded.groupBy("batch_id", F.to_date("invoice_ts").alias("invoice_date")).agg(
         F.count(F.lit(1)).alias("rows_loaded"))
 

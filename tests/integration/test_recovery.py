@@ -101,9 +101,8 @@ def test_dead_worker_taken_over_live_worker_waited_for(luigid, caplog):
         assert len(running) == 1
 
         caplog.set_level("WARNING", logger="pipeline.runtime.recovery")
-        t0 = time.monotonic()
         live = recovery.recover(URL, settings=recovery.recovery(wait_for_live_holders_s=2, poll_s=0.5))
-        assert 1.5 <= time.monotonic() - t0 < 10
+        assert live.waited_s >= 2   # it waited for the live holder, up to its limit
         assert live.taken_over == []
         assert [(t.task_id, t.pid, verdict) for t, verdict in live.still_held] == [
             (running[0], holder.pid, recovery.ALIVE)]
@@ -119,11 +118,8 @@ def test_dead_worker_taken_over_live_worker_waited_for(luigid, caplog):
     assert any("being run by another worker: HoldWriter(name=first)" in r for r in control["reasons"])
     assert any("not granted run permission" in r and "HoldWriter(name=second)" in r for r in control["reasons"])
 
-    t0 = time.monotonic()
     after = _finish(_worker(luigid, "--recover", "first", "second"), 45)
-    elapsed = time.monotonic() - t0
     assert after["rc"] == 0, after
-    assert after["status"] == "SUCCESS"
-    assert elapsed < 20
+    assert after["status"] == "SUCCESS"   # without the takeover this build ends NOT_RUN, as the control showed
     assert [(t["task"], t["pid"]) for t in after["taken_over"]] == [(running[0], holder.pid)]
     assert {p.name for p in (luigid["dir"] / "out").iterdir()} == {"first.done", "second.done"}

@@ -28,7 +28,6 @@ from pipeline.io import catalog, crash
 log = logging.getLogger(__name__)
 
 DB = "ecommerce_db"
-CURRENT = "_current"
 STATE_FILE = "_state.json"
 STAGING = "_staging"
 VERSION = re.compile(r"v\d{8}(T\d{12}_[0-9a-f]{6}|_initial)$")
@@ -134,15 +133,22 @@ def _check_table(spark: SparkSession, db: str, table: str, spec: dict) -> None:
     _checked.add((db, table))
 
 
+def catalog_tables(spark: SparkSession, db: str) -> set[str] | None:
+    """The tables the catalog has in ``db`` (None: no such database), after refusing a catalog that lost
+    published tables (``catalog.CatalogLost``)."""
+    databases = {r[0] for r in spark.sql("SHOW DATABASES").collect()}
+    existing = {r.tableName for r in spark.sql(f"SHOW TABLES IN {db}").collect()} if db in databases else None
+    catalog.refuse_if_lost(spark, db, existing)
+    return existing
+
+
 def ensure_schema(spark: SparkSession, db: str = DB) -> None:
     """Create a database of ``SCHEMAS`` and every table of it if missing (idempotent).
 
     An existing table with other partition columns than its spec is refused with ``SchemaMismatch``;
     columns added to the spec since the table was created are added to it (``ALTER TABLE ADD COLUMNS``).
     """
-    databases = {r[0] for r in spark.sql("SHOW DATABASES").collect()}
-    existing = {r.tableName for r in spark.sql(f"SHOW TABLES IN {db}").collect()} if db in databases else None
-    catalog.refuse_if_lost(spark, db, existing)
+    existing = catalog_tables(spark, db)
     if existing is None:
         spark.sql(f"CREATE DATABASE IF NOT EXISTS {db} LOCATION '{db_location(db)}'")
         existing = set()
@@ -152,7 +158,7 @@ def ensure_schema(spark: SparkSession, db: str = DB) -> None:
             continue
         partition = f"PARTITIONED BY ({spec['partition']})" if "partition" in spec else ""
         root = table_root(f"{db}.{table}")
-        location = root if "partition" in spec else fs.join(root, "v00000000_initial")
+        location = root if "partition" in spec else fs.join(root, catalog.INITIAL_VERSION)
         grain = spec["grain"].replace("\\", "\\\\").replace("'", "\\'")
         spark.sql(
             f"CREATE TABLE IF NOT EXISTS {db}.{table} ({spec['columns']}) COMMENT 'grain: {grain}' "
@@ -206,15 +212,12 @@ class HadoopFS:
         now_ms = dt.datetime.now(dt.UTC).timestamp() * 1000
         return {st.getPath().getName(): (now_ms - st.getModificationTime()) / 1000 for st in fsys.listStatus(p)}
 
-    def collect(self, parent: str, live: str | None, retention_s: float) -> list[str]:
-        """Delete the version directories of ``parent`` that are neither ``live`` nor named by its ``_current``
-        pointer, and older than ``retention_s``."""
+    def collect(self, parent: str, keep: set[str], retention_s: float) -> list[str]:
+        """Delete the version directories of ``parent`` not in ``keep`` and older than ``retention_s``, and
+        staging leftovers as old."""
         removed = []
-        ages = self.ages_s(parent)
-        pointer = catalog.read_pointer(parent) if CURRENT in ages else None
-        pointed = _version_of(pointer) if pointer else None
-        for child, age in ages.items():
-            if VERSION.match(child) and child not in (live, pointed) and age > retention_s:
+        for child, age in self.ages_s(parent).items():
+            if VERSION.match(child) and child not in keep and age > retention_s:
                 self.delete(fs.join(parent, child))
                 removed.append(child)
         staging = fs.join(parent, STAGING)
@@ -230,7 +233,7 @@ def _version_of(location: str) -> str:
 
 
 def _point_to(parent: str, location: str) -> None:
-    fs.write_text(fs.join(parent, CURRENT), _version_of(location) + "\n")
+    fs.write_text(fs.join(parent, catalog.POINTER), _version_of(location) + "\n")
 
 
 def table_location(spark: SparkSession, table: str) -> str:
@@ -259,7 +262,7 @@ def replace_table(spark: SparkSession, df: DataFrame, table: str, state: dict | 
     spark.sql(f"ALTER TABLE {name(table)} SET LOCATION '{location}'")
     crash.point("publish.swapped")
     _point_to(root, location)
-    HadoopFS(spark).collect(root, _version_of(location), config.warehouse().gc_retention_s)
+    HadoopFS(spark).collect(root, {_version_of(location)}, config.warehouse().gc_retention_s)
     return location
 
 
@@ -328,8 +331,8 @@ def replace_partitions(
     for v in tuples:
         part_dir = fs.join(table_root(table), _partition_dir(columns, v))
         _point_to(part_dir, locations[v])
-        hfs.collect(part_dir, version, retention_s)
-    hfs.collect(table_root(table), None, retention_s)
+        hfs.collect(part_dir, {version}, retention_s)
+    hfs.collect(table_root(table), set(), retention_s)
 
 
 def live_locations(spark: SparkSession, table: str) -> list[str]:
@@ -354,10 +357,8 @@ def collect_garbage(spark: SparkSession, retention_s: float) -> dict[str, int]:
     (``CatalogLost``): without it every version would look unreferenced."""
     hfs = HadoopFS(spark)
     removed: dict[str, int] = {}
-    databases = {r[0] for r in spark.sql("SHOW DATABASES").collect()}
     for db, tables in SCHEMAS.items():
-        existing = {r.tableName for r in spark.sql(f"SHOW TABLES IN {db}").collect()} if db in databases else None
-        catalog.refuse_if_lost(spark, db, existing)
+        existing = catalog_tables(spark, db)
         for table in sorted(set(tables) & (existing or set())):
             qualified = f"{db}.{table}"
             live = {catalog.normal_location(loc) for loc in live_locations(spark, qualified)}
@@ -368,7 +369,11 @@ def collect_garbage(spark: SparkSession, retention_s: float) -> dict[str, int]:
             columns = catalog.partition_columns(tables[table])
             for relative in catalog.walk_partitions(root, columns) if columns else ():
                 parents.setdefault(fs.join(root, relative), None)
-            count = sum(len(hfs.collect(parent, version, retention_s)) for parent, version in parents.items())
+            count = 0
+            for parent, version in parents.items():
+                pointer = catalog.read_pointer(parent)  # never delete what the pointer names either
+                keep = {version, pointer and _version_of(pointer)} - {None}
+                count += len(hfs.collect(parent, keep, retention_s))
             if count:
                 removed[qualified] = count
     return removed

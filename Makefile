@@ -8,7 +8,7 @@ PY      = $(VENV)/bin/python
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: dashboard run test setup services-start services-stop services-status stop status lint bench bench-marts bench-dashboard clean
+.PHONY: dashboard run test setup services-start services-stop services-status stop status lint bench bench-marts bench-dashboard bench-simulate clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,9 @@ bench-marts: setup
 
 bench-dashboard: setup
 	$(PY) -m bench.dashboard $(ARGS)
+
+bench-simulate: setup
+	$(PY) -m bench.simulate $(ARGS)
 
 clean:
 	-$(PY) -m pipeline services stop

@@ -220,8 +220,27 @@ def anomalies(statuses: list[str], limit: int = 500) -> pd.DataFrame:
 
 
 def sla_status() -> pd.DataFrame:
-    return query("SELECT invoice_date, mart_group, state, deadline_at, ready_at, expected_finish_at, evidence, "
-                 "checked_at FROM ecommerce_mart.sla_status ORDER BY invoice_date")
+    """Each watched day's SLA state; ``ready_at`` is when its marts were first ready (what the SLA judges),
+    ``republished_at`` and ``revisions`` say whether they were published again since."""
+    return query(
+        "SELECT s.invoice_date, s.mart_group, s.state, s.deadline_at, s.ready_at, r.republished_at, "
+        "coalesce(r.revisions, 0) AS revisions, s.expected_finish_at, s.evidence, s.checked_at "
+        "FROM ecommerce_mart.sla_status s LEFT JOIN (SELECT invoice_date, max(republished_at) AS republished_at, "
+        "max(coalesce(revision, 0)) AS revisions FROM ecommerce_mart.marts_ready GROUP BY invoice_date) r "
+        "ON s.invoice_date = r.invoice_date ORDER BY s.invoice_date")
+
+
+def sla_history(limit: int = 200) -> pd.DataFrame:
+    """The SLA states each day went through, newest first."""
+    return query("SELECT invoice_date, mart_group, state, since, evidence FROM ecommerce_mart.sla_history "
+                 f"ORDER BY since DESC, invoice_date DESC LIMIT {int(limit)}")
+
+
+def mart_revisions(limit: int = 100) -> pd.DataFrame:
+    """Republications of days whose marts were already ready: when, which revision and why."""
+    return query("SELECT invoice_date, revision, first_ready_at, republished_at, reason FROM "
+                 "ecommerce_mart.marts_ready WHERE revision > 0 ORDER BY republished_at DESC "
+                 f"LIMIT {int(limit)}")
 
 
 def batch_accounting(limit_days: int = 14) -> pd.DataFrame:

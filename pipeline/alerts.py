@@ -27,6 +27,7 @@ import pandas as pd
 
 from pipeline import warehouse as wh
 from pipeline.io import crash
+from pipeline.runtime import clock
 from pipeline.transforms.alerting import Alert, compose, due, webhook_payload
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ def channels(cfg: alerts) -> dict:
 def notify(spark, candidates: list[Alert], now: dt.datetime | None = None) -> list[dict]:
     """Send the candidates that are due, batched per channel, and record them; never raises."""
     try:
-        return _notify(spark, candidates, now or dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0))
+        return _notify(spark, candidates, now or clock.now())
     except Exception:  # noqa: BLE001
         log.exception("alerting failed; the pipeline goes on")
         return []
@@ -139,7 +140,7 @@ def _notify(spark, candidates: list[Alert], now: dt.datetime) -> list[dict]:
         subject, body = compose(batch, cfg.subject_prefix)
         attempts, error = _deliver(send, subject, body, cfg.retries, cfg.retry_delay_s)
         batch_id = uuid.uuid4().hex[:12]
-        sent_at = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+        sent_at = clock.now()
         for a in batch:
             records.append({"alert_id": uuid.uuid4().hex[:16], "batch_id": batch_id, "kind": a.kind,
                             "severity": a.severity, "subject": a.subject, "body": a.body, "channel": name,

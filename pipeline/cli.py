@@ -56,53 +56,89 @@ def _date(text: str) -> dt.date:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import luigi
-
     from pipeline import hs2, progress
-    from pipeline.runtime import recovery
+    from pipeline.runtime import clock, operate, recovery
     from pipeline.tasks import dw, ingest
 
     rp = config.replay()
     days_all = list(ingest.source_days())
-    start, end = (days_all[0], days_all[-1]) if args.all else (args.start or rp.demo_start, args.end or rp.demo_end)
-    if start > end:
-        raise SystemExit(f"error: --start {start} is after --end {end}")
-    days = [d for d in days_all if start <= d <= end]
+    if args.landed:
+        days = operate.landed_days()
+    else:
+        start, end = ((days_all[0], days_all[-1]) if args.all
+                      else (args.start or rp.demo_start, args.end or rp.demo_end))
+        if start > end:
+            raise SystemExit(f"error: --start {start} is after --end {end}")
+        days = [d for d in days_all if start <= d <= end]
     if not days:
-        raise SystemExit(f"error: no trading days in the source data between {start} and {end}")
-    mode = args.mode if args.mode != "auto" else ("tasks" if len(days) <= 31 else "backfill")
+        raise SystemExit("error: no landed days" if args.landed else
+                         f"error: no trading days in the source data between {start} and {end}")
     log.info("starting embedded services (logs under %s)", config.state().path / "logs")
     services.start_all()
-    log.info("ingesting %d trading days %s .. %s and publishing their marts through luigid (%s mode); "
-             "details in %s",
-             len(days), days[0], days[-1], mode, config.state().path / "logs" / "pipeline.log")
+    replayed = rp.enabled and not args.landed and not clock.replaying()
+    log.info("%s %d days %s .. %s through luigid (%s)%s; details in %s",
+             "ingesting" if not args.landed else "completing the landed", len(days), days[0], days[-1],
+             "one Spark pass per table" if args.mode == "backfill" else "the daily graph of each day not complete",
+             ", on the replay clock: day D is built at the first scheduled run after its last feed"
+             if replayed else "", config.state().path / "logs" / "pipeline.log")
     printer = progress.ProgressPrinter(days)
     printer.register()
-    if mode == "tasks":
-        tasks = [dw.MartsReady(d) for d in days]
-    else:
-        tasks = [dw.MartsBackfill(start=days[0], end=days[-1])]
     ui = config.scheduler_ui()
     recovery.recover(f"http://{ui.host}:{ui.port}")
+    operate.reenable_disabled()
     dw.dw_spark()  # the worker's session: a catalog that lost published tables is refused before any task
     t0 = time.monotonic()
-    luigi.configuration.get_config().set("core", "no_configure_logging", "true")
-    result = luigi.build(tasks, scheduler_host=ui.host, scheduler_port=ui.port, workers=1, detailed_summary=True)
+    if args.mode == "backfill":
+        results = [operate.build([dw.MartsBackfill(start=days[0], end=days[-1])])]
+    elif replayed:
+        results = _replay_days(days)
+    else:
+        todo = operate.targets(days)
+        results = [operate.build(todo)] if todo else []
+        for r in results:
+            log.info("%s", r.one_line_summary)
     elapsed = time.monotonic() - t0
-    log.info("\n%s", result.summary_text)
-    ok = result.status in (luigi.execution_summary.LuigiStatusCode.SUCCESS,
-                           luigi.execution_summary.LuigiStatusCode.SUCCESS_WITH_RETRY)
-    log.info("pipeline %s in %.1f s", "finished" if ok else "FAILED", elapsed)
-    if not ok:
-        for line in recovery.explain(result):
+    failed = [r for r in results if not operate.succeeded(r)]
+    for r in results:
+        log.debug("\n%s", r.summary_text)
+    if results:
+        log.info("\n%s", results[-1].summary_text if not failed else failed[0].summary_text)
+    log.info("pipeline %s in %.1f s", "FAILED" if failed else "finished", elapsed)
+    for r in failed:
+        for line in recovery.explain(r):
             log.error("  %s", line)
     for line in progress.summary(days[0], days[-1]):
         log.info(line)
     log.info("")
-    log.info("luigid visualizer: http://%s:%s/", ui.host, ui.port)
+    log.info("luigid visualizer: http://%s:%s/  (Prometheus metrics at /metrics)", ui.host, ui.port)
     log.info("HiveServer2:       %s", hs2.url())
     log.info("dashboard:         make dashboard  (then http://127.0.0.1:8501/)")
-    return 0 if ok else 1
+    return 1 if failed else 0
+
+
+def _replay_days(days: list[dt.date]) -> list:
+    """Build replayed days one by one on a replay clock, each at the first scheduled run after its last feed
+    landed, then evaluate the SLA of the window at the deadline after the last day."""
+    from pipeline import schedule
+    from pipeline.runtime import clock, operate
+    from pipeline.tasks.sla import SlaMonitor, last_deadline
+
+    replay_clock = clock.ReplayClock(schedule.first_run_after(days[0] + dt.timedelta(days=1)))
+    results = []
+    with clock.use(replay_clock):
+        for day in days:
+            replay_clock.jump(schedule.first_run_after(day + dt.timedelta(days=1)))
+            todo = operate.targets([day])
+            if todo:
+                results.append(operate.build(todo))
+                log.info("%s: %s", day, results[-1].one_line_summary)
+                if not operate.succeeded(results[-1]):
+                    return results
+        now = last_deadline(days[-1]).replace(second=0, microsecond=0)
+        replay_clock.jump(now)
+        log.info("SLA of %s .. %s evaluated at %s UTC (the deadline after the last day)", days[0], days[-1], now)
+        results.append(operate.build([SlaMonitor(now=now, first_day=str(days[0]), last_day=str(days[-1]))]))
+    return results
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -132,20 +168,15 @@ def _anomaly(args: argparse.Namespace) -> int:
 
 
 def _sla(args: argparse.Namespace) -> int:
-    import luigi
-
     from pipeline import hs2
-    from pipeline.runtime import recovery
+    from pipeline.runtime import clock, operate, recovery
     from pipeline.tasks.sla import SlaMonitor
 
-    now = (args.now or dt.datetime.now(dt.UTC).replace(tzinfo=None)).replace(second=0, microsecond=0)
+    now = (args.now or clock.now()).replace(second=0, microsecond=0)
     ui = config.scheduler_ui()
     recovery.recover(f"http://{ui.host}:{ui.port}", resources=set(SlaMonitor.resources))
-    luigi.configuration.get_config().set("core", "no_configure_logging", "true")
-    result = luigi.build([SlaMonitor(now=now)], scheduler_host=ui.host, scheduler_port=ui.port, workers=1,
-                         detailed_summary=True)
-    if result.status not in (luigi.execution_summary.LuigiStatusCode.SUCCESS,
-                             luigi.execution_summary.LuigiStatusCode.SUCCESS_WITH_RETRY):
+    result = operate.build([SlaMonitor(now=now)])
+    if not operate.succeeded(result):
         print(f"error: the SLA monitor failed; see {config.state().path / 'logs' / 'pipeline.log'}", file=sys.stderr)
         for line in recovery.explain(result):
             print(f"  {line}", file=sys.stderr)
@@ -155,6 +186,20 @@ def _sla(args: argparse.Namespace) -> int:
     print(f"SLA at {now:%Y-%m-%d %H:%M} UTC: {len(rows)} business days watched")
     for day, group, state, evidence in rows:
         print(f"  {day} {group:<12} {state:<9} {evidence}")
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from pipeline.runtime import simulate
+
+    try:
+        result = simulate.simulate(args.start, args.days, args.speed, args.late or [], args.missing or [])
+    except simulate.InvalidFeedSpec as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for line in simulate.format_report(result):
+        print(line)
+    print(f"report: {simulate.write_report(result)}")
     return 0
 
 
@@ -248,6 +293,53 @@ def _catalog(args: argparse.Namespace) -> int:
     return _recovery(lambda: {"status": "ok", "tables": catalog.check(get_spark("catalog-check"))}, "catalog check")
 
 
+def _invalidate(args: argparse.Namespace) -> int:
+    """Invalidate one date from a task on: print the tasks the next run rebuilds, confirm, note the invalidation
+    and remove their markers. A refusal or failure is one line on stderr (exit 2), details in the log file."""
+    from pipeline.io.lock import WarehouseLockTimeout
+    from pipeline.runtime import invalidate
+
+    def failed(exc: Exception) -> int:
+        if isinstance(exc, (invalidate.Refused, WarehouseLockTimeout)):
+            print(f"error: {exc}", file=sys.stderr)
+        else:
+            invalidate.log.exception("invalidate %s failed", args.date)
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            print(f"error: invalidate failed: {type(exc).__name__}: {first}; details in "
+                  f"{config.state().path / 'logs' / 'pipeline.log'}", file=sys.stderr)
+        return 2
+
+    try:
+        inv = invalidate.prepare(args.date, args.from_task or invalidate.DEFAULT_FROM)
+    except Exception as exc:  # noqa: BLE001  (a command line prints one line, never a stack trace)
+        return failed(exc)
+    if inv.resumed:
+        print(f"{inv.day}: finishing the invalidation from {inv.from_family} noted at {inv.note['invalidated_at']} "
+              f"by {inv.note.get('by', '?')}; {len(inv.tasks)} markers left to remove:")
+    else:
+        print(f"{inv.day}: invalidating from {inv.from_family}; the next run rebuilds {len(inv.tasks)} tasks:")
+    for task in inv.tasks:
+        print(f"  {task.task_family:<28} {task.table}")
+    sys.stdout.flush()
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print("error: nothing invalidated: stdin is not a terminal; re-run with --yes to confirm", file=sys.stderr)
+            return 1
+        if input("proceed? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("nothing invalidated")
+            return 1
+    try:
+        note, removed = invalidate.apply(inv, args.reason or "")
+    except Exception as exc:  # noqa: BLE001
+        return failed(exc)
+    if not inv.resumed:
+        print(f"noted {invalidate.dw.invalidation_marker(inv.day).path}: {note['reason']}")
+    for task in removed:
+        print(f"removed {task.task_family:<28} {task.output().path}")
+    print(f"rebuild with: python -m pipeline run --start {inv.day} --end {inv.day}")
+    return 0
+
+
 def _gc(args: argparse.Namespace) -> int:
     """Delete table and partition versions the metastore does not point at, older than the retention."""
     import json
@@ -276,10 +368,13 @@ def build_parser() -> argparse.ArgumentParser:
                                     "through luigid")
     rp.add_argument("--start", type=_date, help="first day (default [replay] demo_start, 2010-12-01)")
     rp.add_argument("--end", type=_date, help="last day, inclusive (default [replay] demo_end, 2010-12-08)")
-    rp.add_argument("--all", action="store_true", help="the whole year 2010-12-01 .. 2011-12-09")
-    rp.add_argument("--mode", choices=["auto", "tasks", "backfill"], default="auto",
-                    help="tasks: one Luigi task per batch and snapshot; backfill: one Spark pass for the range "
-                         "(auto: tasks up to 31 days)")
+    rp.add_argument("--all", action="store_true", help="every day of the calendar (the replayed year: "
+                    "2010-12-01 .. 2011-12-09; add --mode backfill to build it in one pass)")
+    rp.add_argument("--landed", action="store_true",
+                    help="every landed day that is not complete, whatever its date (the scheduled run)")
+    rp.add_argument("--mode", choices=["tasks", "backfill"], default="tasks",
+                    help="tasks (default): the daily graph of each day not complete, checks and anomaly detection "
+                         "included; backfill: the incomplete days of the range in one Spark pass per table")
     rp.set_defaults(func=_run)
     syn = sub.add_parser("synth", help="land synthetic feeds (Faker) for a date range")
     syn.add_argument("--start", type=_date, required=True)
@@ -304,6 +399,18 @@ def build_parser() -> argparse.ArgumentParser:
     sch = sub.add_parser("schedule", help="run the ingestion and marts at [schedule] run_at and the SLA monitor "
                          "every [schedule] sla_every_minutes, until stopped (the cluster's scheduler container)")
     sch.set_defaults(func=_schedule)
+    sim = sub.add_parser("simulate", help="operate the warehouse over simulated days on a replay clock: feeds land "
+                                          "at their times (late or missing on request), the scheduler runs and the "
+                                          "SLA monitor alerts; ends with one row per day")
+    sim.add_argument("--start", type=_date, required=True, help="first simulated day")
+    sim.add_argument("--days", type=int, default=14, help="calendar days to simulate (default 14)")
+    sim.add_argument("--speed", type=float, default=60.0,
+                     help="simulated seconds per wall second while a job runs (default 60); idle time is skipped")
+    sim.add_argument("--late", action="append", metavar="FEED@DAY[THH]=HH:MM",
+                     help="land a feed late, e.g. products@2011-03-05=11:30 (local time; repeatable)")
+    sim.add_argument("--missing", action="append", metavar="FEED@DAY[THH]",
+                     help="never land a feed, e.g. transactions@2011-03-08T12 (repeatable)")
+    sim.set_defaults(func=_simulate)
     pl = sub.add_parser("purchases-link", help="print a signed link to one customer's purchase history "
                                                "(expires after 24 hours; needs $ECOM_DASHBOARD_SECRET)")
     pl.add_argument("customer_id", type=int)
@@ -326,6 +433,15 @@ def build_parser() -> argparse.ArgumentParser:
                                          "rebuild: register every table and partition at its live version")
     cat.add_argument("action", choices=["check", "rebuild"])
     cat.set_defaults(func=_catalog)
+    inv = sub.add_parser("invalidate", help="clear one published date from a task on: remove the markers of the "
+                                            "date's tasks built from it, so the next run rebuilds exactly those")
+    inv.add_argument("--date", type=_date, required=True, help="the invoice date (its marts must be ready)")
+    inv.add_argument("--from", dest="from_task", metavar="TASK",
+                     help="the first task to rebuild (default FactSales: the fact and every table built from it); "
+                          "a star, mart or quality task, not ingestion")
+    inv.add_argument("--reason", help="why, appended to the reason recorded in ecommerce_mart.marts_ready")
+    inv.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    inv.set_defaults(func=_invalidate)
     gc = sub.add_parser("gc", help="delete replaced table versions the metastore does not point at (older than "
                                    "[warehouse] gc_retention_s) and staging leftovers of crashed writes")
     gc.add_argument("--retention-s", type=float, help="keep versions younger than this (default: the config)")

@@ -112,6 +112,8 @@ class replay(luigi.Config):
 
     source_dir = luigi.Parameter(default="data/online-retail/by-day")
     enabled = luigi.BoolParameter(default=True, description="false: the calendar is the landed feeds only")
+    lands_feeds = luigi.BoolParameter(default=True, description="true: the pipeline lands a source day's feeds "
+                                      "itself when it needs them; false: another process lands them (simulate)")
     demo_start = luigi.DateParameter()
     demo_end = luigi.DateParameter()
 

@@ -41,18 +41,28 @@ def webhdfs(uri: str):
 
 
 def target(uri: str) -> luigi.target.FileSystemTarget:
+    """A Luigi target for a warehouse URI; its ``uri`` attribute keeps the full URI (an HDFS target's ``path``
+    has no scheme or host), so the functions below can be given the target itself."""
     scheme = urlparse(uri).scheme
     if scheme in ("", "file"):
-        return luigi.LocalTarget(local_path(uri))
-    if scheme == "hdfs":
+        out = luigi.LocalTarget(local_path(uri))
+    elif scheme == "hdfs":
         from luigi.contrib.hdfs import HdfsTarget
 
-        return HdfsTarget(urlparse(uri).path, fs=webhdfs(uri))
-    raise ValueError(f"unsupported warehouse URI scheme {scheme!r} in {uri}")
+        out = HdfsTarget(urlparse(uri).path, fs=webhdfs(uri))
+    else:
+        raise ValueError(f"unsupported warehouse URI scheme {scheme!r} in {uri}")
+    out.uri = uri
+    return out
 
 
-def write_text(uri: str, text: str) -> None:
-    out = target(uri)
+def uri_of(where: str | luigi.target.FileSystemTarget) -> str:
+    """The URI of a warehouse location given as a URI or as a ``target``."""
+    return where if isinstance(where, str) else getattr(where, "uri", where.path)
+
+
+def write_text(uri: str | luigi.target.FileSystemTarget, text: str) -> None:
+    out = target(uri_of(uri))
     if isinstance(out, luigi.LocalTarget):
         with out.open("w") as fh:
             fh.write(text)
@@ -67,8 +77,8 @@ def write_text(uri: str, text: str) -> None:
     client.rename(tmp, out.path)
 
 
-def read_text(uri: str) -> str:
-    out = target(uri)
+def read_text(uri: str | luigi.target.FileSystemTarget) -> str:
+    out = target(uri_of(uri))
     if isinstance(out, luigi.LocalTarget):
         with out.open("r") as fh:
             return fh.read()
@@ -86,9 +96,9 @@ def listdir(uri: str) -> list[str]:
     return sorted(p.name for p in path.iterdir()) if path.is_dir() else []
 
 
-def write_json(uri: str, payload: dict) -> None:
+def write_json(uri: str | luigi.target.FileSystemTarget, payload: dict) -> None:
     write_text(uri, json.dumps(payload, indent=1, sort_keys=True, default=str) + "\n")
 
 
-def read_json(uri: str) -> dict:
+def read_json(uri: str | luigi.target.FileSystemTarget) -> dict:
     return json.loads(read_text(uri))

@@ -18,6 +18,7 @@ from pipeline import config
 from pipeline import warehouse as wh
 from pipeline.io import crash
 from pipeline.replay import HEADER
+from pipeline.runtime import clock
 from pipeline.transforms import masters, transactions
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def non_product_patterns() -> list[str]:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+    return clock.now()
 
 
 def audit_rows(spark: SparkSession, batches: list[Batch], counts: dict[str, dict], started_at, status="LOADED"):
@@ -160,6 +161,12 @@ def load_transaction_batches(spark: SparkSession, batches: list[Batch]) -> dict[
     previous.unpersist()
     classified.unpersist()
     return counts
+
+
+def record_missing_batch(spark: SparkSession, batch: Batch) -> None:
+    """Record a transaction batch whose file never landed: an audit row with status MISSING and no rows."""
+    now = _now()
+    upsert_audit(spark, audit_rows(spark, [batch], {}, now, status="MISSING"), only_if_changed=False)
 
 
 def _read_snapshot_csv(spark: SparkSession, batches: list[Batch], schema: str) -> DataFrame:

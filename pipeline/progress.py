@@ -72,7 +72,7 @@ def _read_marker(task: luigi.Task) -> dict:
     from pipeline import fs
 
     try:
-        return fs.read_json(task.output().path)
+        return fs.read_json(task.output())
     except (OSError, ValueError):
         return {}
 

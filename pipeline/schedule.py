@@ -1,19 +1,21 @@
-"""The scheduler's loop (``python -m pipeline schedule``, the cluster's scheduler container).
+"""The scheduler's loop (``python -m pipeline schedule``, the cluster's scheduler container, and ``simulate``).
 
-At each ``[schedule] run_at`` time (local time of ``[sla] timezone``) it runs ``python -m pipeline run --all``
-through luigid: every landed day's ingestion and marts, where work already done is skipped, so a missed
-tick is caught up by the next one. Every ``sla_every_minutes`` it runs the SLA monitor (``pipeline sla``).
-Both run once at start. Daily at ``[backup] daily_at`` it backs up the catalog and the task history
-(``pipeline backup``). A failed run is logged and retried at the next tick; the loop never stops on it.
+At each ``[schedule] run_at`` time (local time of ``[sla] timezone``) it starts an operational run: the
+daily graph of every landed day that is not complete (``pipeline.runtime.operate``). Every
+``sla_every_minutes`` it starts the SLA monitor; daily at ``[backup] daily_at`` a catalog backup. Jobs run
+in threads of this process, each through luigid, so the SLA monitor keeps its cadence while a long run goes
+on. A job due while the previous one of its kind is still running is skipped with a log line, never queued.
+A failed job is logged; the loop never stops on it. The loop reads time from ``pipeline.runtime.clock``, so
+the same loop runs on the wall clock or on a replay clock.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import subprocess
-import sys
+import threading
 import time
+from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
 import luigi
@@ -29,6 +31,9 @@ class schedule(luigi.Config):
                              description="local times of the ingestion and marts run (comma-separated HH:MM)")
     sla_every_minutes = luigi.IntParameter(default=15)
     tick_s = luigi.FloatParameter(default=30.0)
+    declare_missing_after_minutes = luigi.IntParameter(
+        default=240, description="a transaction window not landed this long after it was due is declared missing "
+                                 "(recorded as a MISSING batch) so later days can go on")
 
 
 def parse_times(text: str, setting: str = "[schedule] run_at") -> list[dt.time]:
@@ -37,6 +42,24 @@ def parse_times(text: str, setting: str = "[schedule] run_at") -> list[dt.time]:
         return sorted(dt.time.fromisoformat(t.strip()) for t in text.split(",") if t.strip())
     except ValueError as exc:
         raise ValueError(f"{setting}: {text!r} is not a comma-separated list of HH:MM times") from exc
+
+
+def zone() -> ZoneInfo:
+    return ZoneInfo(luigi.configuration.get_config().get("sla", "timezone", "UTC"))
+
+
+def to_local(utc: dt.datetime, tz: ZoneInfo) -> dt.datetime:
+    return utc.replace(tzinfo=dt.UTC).astimezone(tz).replace(tzinfo=None)
+
+
+def to_utc(local: dt.datetime, tz: ZoneInfo) -> dt.datetime:
+    return local.replace(tzinfo=tz).astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def first_run_after(day: dt.date) -> dt.datetime:
+    """The first scheduled run on ``day`` (local), as naive UTC: when a day's last feed (landed at midnight)
+    is first picked up."""
+    return to_utc(dt.datetime.combine(day, parse_times(schedule().run_at)[0]), zone())
 
 
 def _crossed(previous: dt.datetime, now: dt.datetime, times: list[dt.time]) -> bool:
@@ -51,7 +74,7 @@ def _crossed(previous: dt.datetime, now: dt.datetime, times: list[dt.time]) -> b
 
 def due(previous: dt.datetime, now: dt.datetime, run_at: list[dt.time], sla_every_minutes: int,
         backup_at: list[dt.time] = ()) -> list[str]:
-    """Jobs whose time came in ``(previous, now]`` (both local, naive), in the order they run: ``backup`` (the
+    """Jobs whose time came in ``(previous, now]`` (both local, naive), in the order they start: ``backup`` (the
     catalog as it was before the run), ``run`` and/or ``sla``."""
     jobs = []
     if _crossed(previous, now, list(backup_at)):
@@ -65,35 +88,141 @@ def due(previous: dt.datetime, now: dt.datetime, run_at: list[dt.time], sla_ever
     return jobs
 
 
-COMMANDS = {"run": ["run", "--all"], "sla": ["sla"], "backup": ["backup"]}
+def next_due(now: dt.datetime, run_at: list[dt.time], sla_every_minutes: int,
+             backup_at: list[dt.time] = ()) -> dt.datetime:
+    """The first moment after ``now`` (local, naive) at which some job falls due."""
+    epoch = dt.datetime(2000, 1, 1)
+    period = dt.timedelta(minutes=sla_every_minutes)
+    candidates = [epoch + ((now - epoch) // period + 1) * period]
+    for day in (now.date(), now.date() + dt.timedelta(days=1)):
+        candidates += [dt.datetime.combine(day, t) for t in (*run_at, *backup_at)
+                       if dt.datetime.combine(day, t) > now]
+    return min(candidates)
 
 
-def _job(name: str) -> None:
-    """Run one job as its own command line, so that a failure is logged and the loop goes on."""
-    argv = [sys.executable, "-m", "pipeline", *COMMANDS[name]]
-    t0 = time.monotonic()
-    proc = subprocess.run(argv, cwd=config.PROJECT_ROOT)
-    log.info("%s finished with exit code %s in %.0f s", " ".join(argv[2:]), proc.returncode, time.monotonic() - t0)
+class Scheduler:
+    """Starts due jobs in threads, at most one of each kind at a time.
+
+    ``jobs``: name -> callable returning True on success. ``now``: the current time, naive UTC.
+    """
+
+    def __init__(self, jobs: dict[str, Callable[[], bool]], now: Callable[[], dt.datetime], tz: ZoneInfo,
+                 run_at: list[dt.time], sla_every_minutes: int, backup_at: list[dt.time] = ()):
+        self.jobs, self.now, self.tz = jobs, now, tz
+        self.run_at, self.sla_every_minutes, self.backup_at = run_at, sla_every_minutes, list(backup_at)
+        self.running: dict[str, tuple[threading.Thread, dt.datetime]] = {}
+        self.finished: list[dict] = []
+        self.skipped: list[dict] = []
+        self._lock = threading.Lock()
+
+    def local_now(self) -> dt.datetime:
+        return to_local(self.now(), self.tz)
+
+    def busy(self) -> bool:
+        with self._lock:
+            return any(thread.is_alive() for thread, _ in self.running.values())
+
+    def start(self, name: str) -> None:
+        at = self.now()
+        with self._lock:
+            current = self.running.get(name)
+            if current and current[0].is_alive():
+                log.info("%s due at %s UTC skipped: the %s started at %s UTC is still running", name, at, name,
+                         current[1])
+                self.skipped.append({"job": name, "at": at, "running_since": current[1]})
+                return
+            thread = threading.Thread(target=self._job, args=(name, at), name=f"job-{name}", daemon=True)
+            self.running[name] = (thread, at)
+        thread.start()
+
+    def _job(self, name: str, at: dt.datetime) -> None:
+        t0 = time.monotonic()
+        try:
+            ok = bool(self.jobs[name]())
+        except Exception:  # noqa: BLE001  (a failed job is logged, the loop goes on)
+            log.exception("%s started at %s UTC failed", name, at)
+            ok = False
+        elapsed = time.monotonic() - t0
+        log.info("%s started at %s UTC %s in %.1f s", name, at, "finished" if ok else "FAILED", elapsed)
+        with self._lock:
+            self.finished.append({"job": name, "at": at, "ok": ok, "seconds": elapsed})
+
+    def tick(self, previous_local: dt.datetime, now_local: dt.datetime) -> None:
+        for name in due(previous_local, now_local, self.run_at, self.sla_every_minutes, self.backup_at):
+            if name in self.jobs:
+                self.start(name)
+
+    def join(self) -> None:
+        for thread, _ in list(self.running.values()):
+            thread.join()
+
+
+def run_job() -> bool:
+    """An operational run: the daily graph of every landed day that is not complete."""
+    from pipeline.runtime import clock, operate
+    from pipeline.tasks import ingest
+
+    ingest.source_days.cache_clear()
+    days = operate.landed_days()
+    operate.declare_missing(days, clock.now(), schedule().declare_missing_after_minutes)
+    todo = operate.targets(days)
+    if not todo:
+        log.info("run: nothing to do (no landed day is incomplete)")
+        return True
+    log.info("run: %d targets: %s", len(todo), ", ".join(map(str, todo[:8])) + (" ..." if len(todo) > 8 else ""))
+    return operate.succeeded(operate.build(todo))
+
+
+def sla_job() -> bool:
+    """One SLA evaluation at the current minute of the clock."""
+    from pipeline.runtime import clock, operate
+    from pipeline.tasks.sla import SlaMonitor
+
+    return operate.succeeded(operate.build([SlaMonitor(now=clock.minute())]))
+
+
+def backup_job() -> bool:
+    from pipeline.runtime import backup
+
+    backup.create()
+    return True
+
+
+JOBS = {"run": run_job, "sla": sla_job, "backup": backup_job}
+
+
+def prepare() -> None:
+    """Before the first job: the services (embedded), dead workers' tasks taken over, the catalog checked."""
+    from pipeline import services
+    from pipeline.runtime import operate, recovery
+    from pipeline.tasks import dw
+
+    services.start_all()
+    ui = config.scheduler_ui()
+    recovery.recover(f"http://{ui.host}:{ui.port}")
+    operate.reenable_disabled()
+    dw.dw_spark()
 
 
 def loop() -> None:
-    """Run the jobs as they fall due, forever (the scheduler container's main process)."""
-    from pipeline.runtime import backup
+    """Run the jobs as they fall due on the wall clock, forever (the scheduler container's main process)."""
+    from pipeline.runtime import backup, clock
 
     config.load_profile()
     cfg = schedule()
     run_at = parse_times(cfg.run_at)
     backup_at = parse_times(backup.backup().daily_at, "[backup] daily_at")
-    zone = ZoneInfo(luigi.configuration.get_config().get("sla", "timezone", "UTC"))
+    tz = zone()
     log.info("schedule: run at %s (%s), SLA monitor every %d min, catalog backup at %s",
-             ", ".join(f"{t:%H:%M}" for t in run_at), zone, cfg.sla_every_minutes,
+             ", ".join(f"{t:%H:%M}" for t in run_at), tz, cfg.sla_every_minutes,
              ", ".join(f"{t:%H:%M}" for t in backup_at) or "never")
+    prepare()
+    scheduler = Scheduler(JOBS, clock.now, tz, run_at, cfg.sla_every_minutes, backup_at)
     for name in ("run", "sla"):
-        _job(name)
-    previous = dt.datetime.now(zone).replace(tzinfo=None)
+        scheduler.start(name)
+    previous = scheduler.local_now()
     while True:
         time.sleep(cfg.tick_s)
-        now = dt.datetime.now(zone).replace(tzinfo=None)
-        for name in due(previous, now, run_at, cfg.sla_every_minutes, backup_at):
-            _job(name)
+        now = scheduler.local_now()
+        scheduler.tick(previous, now)
         previous = now

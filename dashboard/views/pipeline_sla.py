@@ -15,13 +15,34 @@ def render() -> None:
     config.load_profile()
     ui = config.scheduler_ui()
     st.markdown(f"Luigi visualizer: [http://{ui.host}:{ui.port}/](http://{ui.host}:{ui.port}/)")
-    for part in (_sla, _runs, _batches):
+    st.caption(f"luigid's Prometheus metrics: http://{ui.host}:{ui.port}/metrics")
+    for part in (_sla, _sla_changes, _revisions, _runs, _batches):
         widgets.section(part)
 
 
 def _sla() -> None:
     _chart_and_table("SLA", data.sla_status, "The SLA monitor has not run yet: `python -m pipeline sla`.",
                      charts.sla_strip, lambda status: status.sort_values("invoice_date", ascending=False))
+    st.caption("ready_at: when the day's marts were first ready (the SLA is judged on it); republished_at and "
+               "revisions: later publications after late lines or an invalidation.")
+
+
+def _sla_changes() -> None:
+    st.subheader("SLA state changes")
+    changes = data.sla_history()
+    if changes.empty:
+        st.info("No SLA state recorded yet.")
+        return
+    st.dataframe(changes, width="stretch", hide_index=True)
+
+
+def _revisions() -> None:
+    st.subheader("Republished days")
+    revisions = data.mart_revisions()
+    if revisions.empty:
+        st.info("No day has been republished: every day's marts are as first published.")
+        return
+    st.dataframe(revisions, width="stretch", hide_index=True)
 
 
 def _runs() -> None:

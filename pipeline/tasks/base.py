@@ -31,4 +31,4 @@ def writes_warehouse(run):
 def write_marker(target: luigi.Target, payload: dict) -> None:
     """Write a task's marker: the last step of its run, after every table it publishes."""
     crash.point("task.before_marker")
-    fs.write_json(target.path, payload)
+    fs.write_json(target, payload)

@@ -22,9 +22,10 @@ from luigi.tools.range import RangeDaily  # noqa: F401  (for `luigi --module pip
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from pipeline import alerts, fs, load
+from pipeline import alerts, fs, hs2, load
 from pipeline import warehouse as wh
 from pipeline.io import lock
+from pipeline.runtime import clock
 from pipeline.tasks.base import write_marker, writes_warehouse
 from pipeline.tasks.ingest import (
     CountriesSnapshot,
@@ -36,7 +37,7 @@ from pipeline.tasks.ingest import (
     source_days,
     spark_with_schema,
 )
-from pipeline.transforms import star
+from pipeline.transforms import publication, star
 from pipeline.transforms.alerting import Alert
 
 log = logging.getLogger(__name__)
@@ -121,19 +122,29 @@ wh.SCHEMAS.setdefault(MART, {}).update({
         "partition": "as_of_date DATE",
     },
     "marts_ready": {
-        "grain": "one row per invoice date whose marts are all published, with the moment they were",
-        "columns": "invoice_date DATE, ready_at TIMESTAMP, marts STRING",
+        "grain": "one row per invoice date and publication of its marts: revision 0 when they were first ready, "
+                 "one more per republication",
+        "columns": """invoice_date DATE, ready_at TIMESTAMP, marts STRING, revision INT, first_ready_at TIMESTAMP,
+            republished_at TIMESTAMP, reason STRING, input_revision STRING, invalidated_at TIMESTAMP""",
     },
 })
 
 
 class dw(luigi.Config):
-    calendar_start = luigi.DateParameter(default=dt.date(2010, 1, 1))
-    calendar_end = luigi.DateParameter(default=dt.date(2012, 12, 31))
+    calendar_start = luigi.DateParameter(
+        default=dt.date(2010, 1, 1),
+        description="dim_date starts no later than this (it also covers every landed date, whole years)")
+    calendar_end = luigi.DateParameter(
+        default=dt.date(2012, 12, 31),
+        description="dim_date ends no earlier than this (it also covers every landed date, whole years)")
 
 
 class ReconciliationError(RuntimeError):
     """The fact, the raw lines and the daily mart of a date disagree: its marts are not declared ready."""
+
+
+class MartsNotServed(RuntimeError):
+    """HiveServer2, which analysts query, does not show a date's published marts: they are not declared ready."""
 
 
 def dw_spark():
@@ -173,23 +184,35 @@ def read_dates(spark, table: str, dates: list[dt.date], column: str = "invoice_d
 
 
 class DimDate(luigi.Task):
-    """``ecommerce_dw.dim_date`` over the configured calendar, with England's bank holidays."""
+    """``ecommerce_dw.dim_date`` over whole years covering ``[dw]`` and every landed date, with England's
+    bank holidays.
+
+    The range follows the feed calendar (``source_days``): the first feed of a new year changes it, and with
+    it the marker's name, so the next run republishes the table with that whole year.
+    """
+
+    @staticmethod
+    def span() -> tuple[dt.date, dt.date]:
+        cfg = dw()
+        return star.calendar_range(source_days(), cfg.calendar_start, cfg.calendar_end)
+
+    @staticmethod
+    def marker_for(start: dt.date, end: dt.date) -> luigi.Target:
+        return marker("dw", f"dim_date_{start}_{end}.json")
 
     def output(self):
-        cfg = dw()
-        return marker("dw", f"dim_date_{cfg.calendar_start}_{cfg.calendar_end}.json")
+        return self.marker_for(*self.span())
 
     @writes_warehouse
     def run(self):
-        cfg = dw()
+        start, end = self.span()
         spark = dw_spark()
-        calendar = spark.sql(f"SELECT explode(sequence(DATE '{cfg.calendar_start}', DATE '{cfg.calendar_end}')) "
-                             "AS date")
-        years = range(cfg.calendar_start.year, cfg.calendar_end.year + 1)
-        bank = holidays.country_holidays("GB", subdiv="ENG", years=years)
+        calendar = spark.sql(f"SELECT explode(sequence(DATE '{start}', DATE '{end}')) AS date")
+        bank = holidays.country_holidays("GB", subdiv="ENG", years=range(start.year, end.year + 1))
         holiday_df = spark.createDataFrame(sorted(bank.items()), "date DATE, holiday_name STRING")
         wh.replace_table(spark, star.dim_date(calendar, holiday_df).coalesce(1), f"{DW}.dim_date")
-        write_marker(self.output(), {"rows": (cfg.calendar_end - cfg.calendar_start).days + 2})
+        log.info("dim_date published for %s .. %s", start, end)
+        write_marker(self.marker_for(start, end), {"start": start, "end": end, "rows": (end - start).days + 2})
 
 
 class _DailyTable(luigi.Task):
@@ -215,7 +238,7 @@ class _DailyTable(luigi.Task):
         if not self.revision:
             return super().complete()
         out = self.output()
-        return out.exists() and fs.read_json(out.path).get("revision") == self.revision
+        return out.exists() and fs.read_json(out).get("revision") == self.revision
 
     def build(self, spark, dates: list[dt.date]) -> DataFrame:
         raise NotImplementedError
@@ -241,7 +264,7 @@ class _DailyTable(luigi.Task):
         else:
             wh.replace_table(spark, df.coalesce(1), self.table)
         facts = self.marker_facts(spark, dates)
-        published_at = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+        published_at = clock.now()
         for d in dates:
             write_marker(self.clone(date=d).output(), {"date": d, "revision": self.revision,
                                                         "published_at": published_at, **facts.get(d, {})})
@@ -362,22 +385,22 @@ class RefreshLateDates(luigi.Task):
         stale = {}
         for day, revision in input_revisions(spark).items():
             out = FactSales(day).output()
-            if day < self.date and out.exists() and fs.read_json(out.path).get("input_revision") != revision:
+            if day < self.date and out.exists() and fs.read_json(out).get("input_revision") != revision:
                 stale[day] = revision
         return stale
 
     def run(self):
         plan = marker("dw", "late_refresh", f"{self.date}.plan.json")
         if plan.exists():
-            stale = {dt.date.fromisoformat(d): r for d, r in fs.read_json(plan.path)["rebuilt"].items()}
+            stale = {dt.date.fromisoformat(d): r for d, r in fs.read_json(plan)["rebuilt"].items()}
         else:
             stale = self.stale_dates(dw_spark())
-            fs.write_json(plan.path, {"rebuilt": {str(d): r for d, r in stale.items()}})
+            fs.write_json(plan, {"rebuilt": {str(d): r for d, r in stale.items()}})
         if stale:
             progress.info("[%s] late lines changed %d earlier dates: rebuilding %s", self.date, len(stale),
                           ", ".join(map(str, sorted(stale))))
             yield [MartsReady(day, revision) for day, revision in sorted(stale.items())]
-        fs.write_json(self.output().path, {"date": self.date, "rebuilt": {str(d): r for d, r in stale.items()}})
+        fs.write_json(self.output(), {"date": self.date, "rebuilt": {str(d): r for d, r in stale.items()}})
         plan.remove()
 
 
@@ -480,8 +503,9 @@ class MartsReady(_DailyTable):
     Before that, the date's error-severity data-quality checks must pass (``DataQualityChecks``), the fact
     must match its raw lines (count and amount), the daily mart must match the fact (gross and returns)
     and every fact key must exist in its dimension; otherwise the task fails with ``ReconciliationError``
-    naming the checks, and the date is not declared ready. Backfills (``MartsBackfill``) reconcile every
-    date but do not run the data-quality checks.
+    naming the checks, and the date is not declared ready. The first publication's time stays the date's
+    ``first_ready_at``; a republication (late lines, ``python -m pipeline invalidate``) adds a revision with
+    its time and reason (``transforms.publication``).
     """
 
     table, partition = f"{MART}.marts_ready", None
@@ -508,24 +532,71 @@ class MartsReady(_DailyTable):
             out.setdefault(r.invoice_date, {})[r.check] = r.passed
         return out
 
+    def served(self, spark, dates) -> None:
+        """Analysts read the marts through HiveServer2: each date's daily sales must be visible there as
+        published (a table HiveServer2 still caches is refreshed once); otherwise ``MartsNotServed``."""
+        table = f"{MART}.mart_daily_sales"
+        published = {str(r.invoice_date): r["count"] for r in read_dates(spark, table, dates)
+                     .groupBy("invoice_date").count().collect()}
+        listed = ", ".join(f"DATE '{d}'" for d in dates)
+        sql = f"SELECT invoice_date, count(*) FROM {table} WHERE invoice_date IN ({listed}) GROUP BY invoice_date"
+        seen = {str(d): n for d, n in hs2.query(sql)}
+        if seen != published:
+            hs2.query(f"REFRESH TABLE {table}")
+            seen = {str(d): n for d, n in hs2.query(sql)}
+        if seen != published:
+            raise MartsNotServed(f"HiveServer2 ({hs2.url()}) shows {table} rows per date {seen}, published {published}")
+
     def build(self, spark, dates):
         self._checks = self.reconcile(spark, dates)
-        self._ready_at = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+        self.served(spark, dates)
+        now = clock.now()
+        previous: dict[dt.date, list[publication.Publication]] = {}
+        for r in read_dates(spark, self.table, dates).collect():
+            first = r.first_ready_at or r.ready_at
+            previous.setdefault(r.invoice_date, []).append(publication.Publication(
+                r.invoice_date, r.revision or 0, first, r.ready_at, r.republished_at, r.reason or "",
+                r.input_revision or "", r.invalidated_at))
+        revisions = input_revisions(spark, dates)
+        added, self._ready = [], {}
+        for d in dates:
+            note = invalidation(d)
+            new = publication.next_publication(
+                d, previous.get(d, []), revisions.get(d, ""), now,
+                dt.datetime.fromisoformat(note["invalidated_at"]) if note else None, note.get("reason", ""))
+            added += [new] if new else []
+            self._ready[d] = new or max(previous[d], key=lambda p: p.revision)
         names = ",".join(m.__name__ for m in DATE_MARTS + CUSTOMER_MARTS)
-        rows = spark.createDataFrame([(d, self._ready_at, names) for d in dates],
-                                     "invoice_date DATE, ready_at TIMESTAMP, marts STRING")
-        existing = wh.read(spark, self.table).where(~_dates_col("invoice_date", dates))
-        return existing.unionByName(rows)
+        rows = spark.createDataFrame(
+            [(p.invoice_date, p.ready_at, names, p.revision, p.first_ready_at, p.republished_at, p.reason,
+              p.input_revision, p.invalidated_at) for p in added], wh.SCHEMAS[MART]["marts_ready"]["columns"])
+        return wh.read(spark, self.table).unionByName(rows)
 
     def marker_facts(self, spark, dates):
-        return {d: {"ready_at": self._ready_at, "reconciliation": self._checks.get(d, {})} for d in dates}
+        return {d: {"ready_at": self._ready[d].ready_at, "first_ready_at": self._ready[d].first_ready_at,
+                    "ready_revision": self._ready[d].revision, "reconciliation": self._checks.get(d, {})}
+                for d in dates}
+
+
+def invalidation_marker(day: dt.date) -> luigi.Target:
+    """The note ``python -m pipeline invalidate`` leaves for a date before removing its markers."""
+    return marker("invalidations", f"{day}.json")
+
+
+def invalidation(day: dt.date) -> dict:
+    """The date's latest invalidation (``invalidated_at``, ``reason``, ``tasks``), or {} if never invalidated."""
+    out = invalidation_marker(day)
+    return fs.read_json(out) if out.exists() else {}
 
 
 class MartsBackfill(luigi.Task):
-    """Publish the star schema and every mart for a date range in one Spark pass per table.
+    """Publish the star schema, every mart, the anomaly flags and the data-quality results of the dates of a
+    range that are not complete, in one Spark pass per table.
 
-    Writes the same per-date markers as the daily tasks, so daily runs continue where it stopped. Days
-    before ``start`` must already be done (the customer-level tables need the whole history).
+    Writes the same per-date markers as the daily tasks, so daily runs continue where it stopped, and never
+    republishes a complete date. Days before ``start`` must already be done (the customer-level tables need
+    the whole history). A date whose error-severity checks fail is not declared ready; the task then fails
+    naming those dates, after declaring the others.
     """
 
     start = luigi.DateParameter()
@@ -544,17 +615,29 @@ class MartsBackfill(luigi.Task):
         return all(MartsReady(d).complete() for d in self.days)
 
     def run(self):
-        days = self.days
+        days = [d for d in self.days if not MartsReady(d).complete()]
         yield [DimDate(), DimProduct(days[-1]), DimCountry(days[-1])]
         with lock.warehouse_lock(self.task_id):
             self._publish(days)
 
     def _publish(self, days: list[dt.date]) -> None:
+        from pipeline.tasks.quality import DataQualityChecks, DataQualityError, DetectAnomalies
+
         spark = dw_spark()
-        for table in (FactSales, CustomerSalesDaily, DimCustomer, *DATE_MARTS, *CUSTOMER_MARTS):
-            progress.info("%s: publishing %d dates", table.__name__, len(days))
-            table(days[-1]).publish(spark, days)
+        for table in (FactSales, CustomerSalesDaily, DimCustomer, *DATE_MARTS, *CUSTOMER_MARTS, DetectAnomalies):
+            todo = [d for d in days if not table(d).complete()]
+            if todo:
+                progress.info("%s: publishing %d dates", table.__name__, len(todo))
+                table(todo[-1]).publish(spark, todo)
         for d in days:
-            write_marker(RefreshLateDates(d).output(), {"date": d, "rebuilt": {}, "backfill": True})
-        progress.info("MartsReady: reconciling %d dates", len(days))
-        MartsReady(days[-1]).publish(spark, days)
+            if not RefreshLateDates(d).complete():
+                write_marker(RefreshLateDates(d).output(), {"date": d, "rebuilt": {}, "backfill": True})
+        todo = [d for d in days if not DataQualityChecks(d).complete()]
+        progress.info("DataQualityChecks: checking %d dates", len(todo))
+        errors = DataQualityChecks(days[-1]).publish(spark, todo) if todo else {}
+        ready = [d for d in days if d not in errors]
+        progress.info("MartsReady: reconciling %d dates", len(ready))
+        if ready:
+            MartsReady(ready[-1]).publish(spark, ready)
+        if errors:
+            raise DataQualityError(f"{len(errors)} dates not declared ready: " + " | ".join(errors.values()))

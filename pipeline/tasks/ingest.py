@@ -16,11 +16,12 @@ import logging
 import luigi
 from luigi.tools.range import RangeDaily  # noqa: F401  (re-exported for `luigi --module ... RangeDaily`)
 
-from pipeline import config, fs, load, replay
+from pipeline import alerts, config, fs, load, replay
 from pipeline import warehouse as wh
 from pipeline.io import lock
 from pipeline.spark import get_spark
 from pipeline.tasks.base import write_marker, writes_warehouse
+from pipeline.transforms.alerting import Alert
 
 log = logging.getLogger(__name__)
 progress = logging.getLogger("pipeline.progress")
@@ -76,6 +77,21 @@ def spark_with_schema():
     return spark
 
 
+class FeedFile(luigi.ExternalTask):
+    """A feed file landed by the source system (when the pipeline does not replay the source itself)."""
+
+    path = luigi.Parameter()
+
+    def output(self):
+        return fs.target(self.path)
+
+
+def feed_landed(day: dt.date, path: str) -> luigi.Task:
+    """What makes a feed file of ``day`` available: the replay of the day (``[replay] lands_feeds``), or the
+    file landed by the source system."""
+    return ReplayDay(day) if config.replay().lands_feeds else FeedFile(path)
+
+
 class ReplayDay(luigi.Task):
     """Land one trading day of the real data as the three feeds (transaction windows, masters)."""
 
@@ -102,7 +118,8 @@ class _MasterSnapshot(luigi.Task):
 
     def requires(self):
         prev = previous_trading_day(self.date)
-        return [ReplayDay(self.date)] + ([type(self)(prev)] if prev else [])
+        landed = feed_landed(self.date, replay.landing_paths(config.warehouse().uri, self.date)[self.feed])
+        return [landed] + ([type(self)(prev)] if prev else [])
 
     def output(self):
         return marker(self.feed, f"{self.date}.json")
@@ -127,11 +144,20 @@ class CountriesSnapshot(_MasterSnapshot):
     feed = "countries"
 
 
+def missing_declaration(day: dt.date, window: int) -> luigi.Target:
+    """The note the scheduler writes when a transaction window is overdue for longer than
+    ``[schedule] declare_missing_after_minutes``: its batch is then recorded as MISSING instead of waiting."""
+    return marker("missing", f"{replay.batch_id(day, window)}.json")
+
+
 class TransactionBatch(luigi.Task):
     """Load one 4-hour transaction log batch into ``ecommerce_db.transactions_raw`` (its own partition).
 
     The [00,04) batch lands before the day's 06:00 masters, so it is checked against the previous
-    day's; later windows are checked against the same day's masters.
+    day's; later windows are checked against the same day's masters. A window declared missing
+    (``missing_declaration``) is recorded in ``batch_audit`` with status MISSING and no rows, and alerted on,
+    so later days can go on; the day's freshness and accounting checks fail until it lands. When its file
+    lands later, the batch is loaded like any other and the date is republished as late input.
     """
 
     date = luigi.DateParameter()
@@ -142,9 +168,16 @@ class TransactionBatch(luigi.Task):
     def window_hour(self) -> int:
         return int(self.window)
 
+    @property
+    def batch(self) -> load.Batch:
+        return transaction_batch(self.date, self.window_hour)
+
+    def declared_missing(self) -> bool:
+        return missing_declaration(self.date, self.window_hour).exists() and not fs.target(self.batch.path).exists()
+
     def requires(self):
         masters = masters_day(self.date, self.window_hour)
-        deps = [ReplayDay(self.date)]
+        deps = [] if self.declared_missing() else [feed_landed(self.date, self.batch.path)]
         if masters:
             deps += [ProductsSnapshot(masters), CountriesSnapshot(masters)]
         return deps
@@ -152,10 +185,29 @@ class TransactionBatch(luigi.Task):
     def output(self):
         return marker("transactions", f"{replay.batch_id(self.date, self.window_hour)}.json")
 
+    def complete(self):
+        out = self.output()
+        if not out.exists():
+            return False
+        return not (fs.read_json(out).get("missing") and fs.target(self.batch.path).exists())
+
     @writes_warehouse
     def run(self):
         spark = spark_with_schema()
-        counts = load.load_transaction_batches(spark, [transaction_batch(self.date, self.window_hour)])
+        if self.declared_missing():
+            note = fs.read_json(missing_declaration(self.date, self.window_hour))
+            load.record_missing_batch(spark, self.batch)
+            alerts.notify(spark, [Alert(
+                kind="feed", severity="error", subject=f"transaction feed {self.batch.batch_id} declared missing",
+                body=f"{self.batch.path} was due at {note.get('due_at')} UTC and had not landed at "
+                     f"{note.get('declared_at')} UTC; the batch is recorded as MISSING and {self.date}'s checks "
+                     "fail until it lands, then it is loaded as late input",
+                dedupe_key=f"feed:{self.batch.batch_id}", condition="MISSING")])
+            write_marker(self.output(), {"batch_id": self.batch.batch_id, "missing": True, "rows_received": 0,
+                                         "rows_loaded": 0, "rows_quarantined": 0, "rows_duplicate": 0,
+                                         "declared_at": note.get("declared_at")})
+            return
+        counts = load.load_transaction_batches(spark, [self.batch])
         write_marker(self.output(), next(iter(counts.values())))
 
 
@@ -213,9 +265,9 @@ class IngestBackfill(luigi.Task):
     def run(self):
         days = self.days
         root = config.warehouse().uri
-        to_replay = [d for d in days if not ReplayDay(d).complete()]
+        to_replay = [d for d in days if not ReplayDay(d).complete()] if config.replay().lands_feeds else []
         first = previous_trading_day(days[0]) if days else None
-        if first and not ReplayDay(first).complete():
+        if first and to_replay and not ReplayDay(first).complete():
             yield ReplayDay(first)
         if to_replay:
             progress.info("replaying %d trading days into the landing area", len(to_replay))

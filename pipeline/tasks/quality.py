@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 from pipeline import alerts, config, fs, history, replay
 from pipeline import warehouse as wh
 from pipeline.io import crash, lock
+from pipeline.runtime import clock
 from pipeline.tasks.base import write_marker, writes_warehouse
 from pipeline.tasks.dw import (
     CUSTOMER_MARTS,
@@ -101,7 +102,7 @@ class DetectAnomalies(_DailyTable):
 
     def build(self, spark, dates):
         cfg = anomaly()
-        now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+        now = clock.now()
         flags = detect(spark, dates[0], cfg)
         for day in dates[1:]:
             flags = flags.unionByName(detect(spark, day, cfg))
@@ -139,7 +140,7 @@ def _set_status(line_id: str, status: str, changed_by: str, note: str) -> dict:
     if found is None:
         raise UnknownAnomaly(f"no flagged line with id {line_id!r} in {table}")
     an.check_transition(found.status, status)
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    now = clock.now()
     status_log = wh.read(spark, log_table)
     last = status_log.where(F.col("line_id") == line_id).orderBy(F.desc("changed_at")).first()
     if last is not None and (last.status, last.changed_by, last.note) == (status, changed_by, note):
@@ -244,7 +245,7 @@ def failing_rows(spark, check: dict, day: dt.date) -> DataFrame:
     date_column = check.get("date_column", "invoice_date")
     kind = check["type"]
     if kind == "freshness":
-        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        now = clock.now()
         expected = feeds([day], sla())
         late = sla_rules.late_feeds(expected[expected["feed"] == check["feed"]], now)
         keys = [f"{r.feed} {r.invoice_date}" + ("" if r.window < 0 else f" {r.window:02d}h") for r in late.itertuples()]
@@ -352,30 +353,43 @@ class DataQualityChecks(_DailyTable):
 
     @writes_warehouse
     def run(self):
+        errors = self.publish(dw_spark(), [self.date])
+        if errors:
+            raise DataQualityError(errors[self.date])
+
+    def publish(self, spark, dates: list[dt.date]) -> dict[dt.date, str]:
+        """Check each date, record its results and alert; write the markers of the dates without an error.
+
+        Returns the dates whose error-severity checks failed, with what failed (backfills check many dates).
+        """
         cfg = dq()
         checks = load_checks(config.resolve_path(cfg.checks))
-        spark = dw_spark()
-        now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
-        run_id = f"{self.date}@{now:%Y%m%dT%H%M%S}"
-        results = []
-        for check in checks:
-            count, sample = failing_rows(spark, check, self.date).agg(
-                F.count(F.lit(1)), F.slice(F.collect_list("failing_key"), 1, cfg.sample_size)).first()
-            results.append((run_id, check["name"], check["type"], check["table"], check["severity"],
-                            "FAIL" if count else "PASS", count, "; ".join(sample or []), now, self.date))
-        rows = spark.createDataFrame(results, wh.SCHEMAS[MART]["dq_results"]["columns"] + ", invoice_date DATE")
-        earlier = wh.read(spark, self.table).where(F.col("invoice_date") == F.lit(self.date))
-        wh.replace_partitions(spark, dq_history(earlier, rows).coalesce(1), self.table, "invoice_date",
-                              [str(self.date)])
-        crash.point("dq.results_published")
-        failed = [r for r in results if r[5] == "FAIL"]
-        for r in failed:
-            log.warning("data quality %s %s on %s: %d failing rows, e.g. %s", r[4], r[1], r[3], r[6], r[7])
-        alerts.notify(spark, [Alert(kind="dq", severity=r[4], subject=f"data quality check {r[1]} failed for "
-                                    f"{self.date}", body=f"{r[3]}: {r[6]} failing rows, e.g. {r[7]} (run {run_id})",
-                                    dedupe_key=f"dq:{r[1]}:{self.date}", condition="FAIL") for r in failed])
-        errors = [f"{r[1]} ({r[6]} rows, e.g. {r[7]})" for r in failed if r[4] == "error"]
-        if errors:
-            raise DataQualityError(f"{self.date}: error-severity checks failed: " + "; ".join(errors))
-        write_marker(self.output(), {"date": self.date, "revision": self.revision, "run_id": run_id,
-                                     "passed": len(results) - len(failed), "warned": len(failed)})
+        errors = {}
+        for day in dates:
+            now = clock.now()
+            run_id = f"{day}@{now:%Y%m%dT%H%M%S}"
+            results = []
+            for check in checks:
+                count, sample = failing_rows(spark, check, day).agg(
+                    F.count(F.lit(1)), F.slice(F.collect_list("failing_key"), 1, cfg.sample_size)).first()
+                results.append((run_id, check["name"], check["type"], check["table"], check["severity"],
+                                "FAIL" if count else "PASS", count, "; ".join(sample or []), now, day))
+            rows = spark.createDataFrame(results, wh.SCHEMAS[MART]["dq_results"]["columns"] + ", invoice_date DATE")
+            earlier = wh.read(spark, self.table).where(F.col("invoice_date") == F.lit(day))
+            wh.replace_partitions(spark, dq_history(earlier, rows).coalesce(1), self.table, "invoice_date",
+                                  [str(day)])
+            crash.point("dq.results_published")
+            failed = [r for r in results if r[5] == "FAIL"]
+            for r in failed:
+                log.warning("data quality %s %s on %s: %d failing rows, e.g. %s", r[4], r[1], r[3], r[6], r[7])
+            alerts.notify(spark, [Alert(kind="dq", severity=r[4], subject=f"data quality check {r[1]} failed for "
+                                        f"{day}", body=f"{r[3]}: {r[6]} failing rows, e.g. {r[7]} (run {run_id})",
+                                        dedupe_key=f"dq:{r[1]}:{day}", condition="FAIL") for r in failed])
+            failed_errors = [f"{r[1]} ({r[6]} rows, e.g. {r[7]})" for r in failed if r[4] == "error"]
+            if failed_errors:
+                errors[day] = f"{day}: error-severity checks failed: " + "; ".join(failed_errors)
+                continue
+            write_marker(self.clone(date=day).output(), {
+                "date": day, "revision": self.revision, "run_id": run_id, "passed": len(results) - len(failed),
+                "warned": len(failed)})
+        return errors

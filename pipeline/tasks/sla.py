@@ -6,7 +6,8 @@
 
 Convention: business day D's marts of a group are due at ``deadline`` (10:00) ``days_after`` (1) days
 later in ``[sla] timezone`` (Europe/London): by default every mart of D by 10:00 on D+1. A group is ready
-when each of its tasks is: ``MartsReady`` by its ``ecommerce_mart.marts_ready`` record, any other task by
+when each of its tasks is: ``MartsReady`` by the ``first_ready_at`` of its ``ecommerce_mart.marts_ready`` record
+(a later republication does not move it), any other task by
 its marker's ``published_at``. Evidence comes from the feed landing area (freshness), Luigi's task history
 (failed tasks, median durations) and the remaining tasks of the day's graph.
 """
@@ -18,10 +19,12 @@ import logging
 
 import luigi
 import pandas as pd
+from pyspark.sql import functions as F
 
 from pipeline import alerts, config, fs, history
 from pipeline import warehouse as wh
 from pipeline.io import crash
+from pipeline.runtime import clock
 from pipeline.tasks import dw, ingest
 from pipeline.tasks.base import write_marker, writes_warehouse
 from pipeline.tasks.dw import MART, dw_spark, marker
@@ -37,33 +40,47 @@ wh.SCHEMAS[MART]["sla_status"] = {
         expected_finish_at TIMESTAMP, late_feeds STRING, late_tasks STRING, tasks_left INT, evidence STRING,
         checked_at TIMESTAMP, invoice_date DATE""",
 }
+wh.SCHEMAS[MART]["sla_history"] = {
+    "grain": "one row per business day, mart group and SLA state it entered, with the evaluation that saw it first",
+    "columns": "invoice_date DATE, mart_group STRING, state STRING, since TIMESTAMP, evidence STRING",
+}
 STATUS_COLUMNS = ["mart_group", "deadline_at", "state", "state_since", "ready_at", "expected_finish_at", "late_feeds",
                   "late_tasks", "tasks_left", "evidence", "checked_at", "invoice_date"]
 
 
 def _utc_minute() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None, second=0, microsecond=0)
+    return clock.minute()
 
 
 TASKS = {t.__name__: t for t in (dw.MartsReady, *dw.DATE_MARTS, *dw.CUSTOMER_MARTS, dw.FactSales, dw.DimCustomer)}
 
 
-def monitored_days(now: dt.datetime, cfg: sla) -> list[dt.date]:
-    """Business days whose deadline of some group is ahead, or passed less than ``lookback_hours`` ago."""
+def monitored_days(now: dt.datetime, cfg: sla, first_day: dt.date | None = None,
+                   last_day: dt.date | None = None) -> list[dt.date]:
+    """Business days whose deadline of some group is ahead, or passed less than ``lookback_hours`` ago; with
+    ``first_day``, every business day from it too; with ``last_day``, none after it."""
     today = rules.business_date(now, cfg.timezone)
     longest = max(int(g["days_after"]) for g in cfg.groups.values())
+    back_to = max(longest + 2, (today - first_day).days if first_day else 0)
     days = []
-    for back in range(longest + 2, -1, -1):
+    for back in range(back_to, -1, -1):
         day = today - dt.timedelta(days=back)
         expected = ingest.is_trading_day(day) or not config.replay().enabled
-        if expected and any(_deadline(day, g, cfg) >= now - dt.timedelta(hours=cfg.lookback_hours)
-                            for g in cfg.groups.values()):
+        watched = (first_day is not None and day >= first_day) or any(
+            _deadline(day, g, cfg) >= now - dt.timedelta(hours=cfg.lookback_hours) for g in cfg.groups.values())
+        if expected and watched and (last_day is None or day <= last_day):
             days.append(day)
     return days
 
 
 def _deadline(day: dt.date, group, cfg: sla) -> dt.datetime:
     return rules.deadline(day, dt.time.fromisoformat(group["deadline"]), int(group["days_after"]), cfg.timezone)
+
+
+def last_deadline(day: dt.date) -> dt.datetime:
+    """The latest deadline of ``day`` over the mart groups (naive UTC)."""
+    cfg = sla()
+    return max(_deadline(day, g, cfg) for g in cfg.groups.values())
 
 
 def remaining_tasks(day: dt.date, families) -> list[luigi.Task]:
@@ -84,7 +101,9 @@ def remaining_tasks(day: dt.date, families) -> list[luigi.Task]:
 
 def ready_times(spark, days: list[dt.date], cfg: sla) -> pd.DataFrame:
     """When each group was ready for each day: the latest of its tasks' ready times (none if one is missing)."""
-    marts_ready = {r.invoice_date: r.ready_at for r in dw.read_dates(spark, f"{MART}.marts_ready", days).collect()}
+    marts_ready = {r.invoice_date: r.first_ready_at for r in dw.read_dates(spark, f"{MART}.marts_ready", days)
+                   .groupBy("invoice_date").agg(F.min(F.coalesce("first_ready_at", "ready_at")).alias("first_ready_at"))
+                   .collect()}
     rows = []
     for name, group in cfg.groups.items():
         for day in days:
@@ -94,15 +113,16 @@ def ready_times(spark, days: list[dt.date], cfg: sla) -> pd.DataFrame:
                     times.append(marts_ready.get(day))
                 else:
                     out = TASKS[family](day).output()
-                    times.append(pd.Timestamp(fs.read_json(out.path).get("published_at")) if out.exists() else None)
+                    times.append(pd.Timestamp(fs.read_json(out).get("published_at")) if out.exists() else None)
             if all(t is not None and not pd.isna(t) for t in times):
                 rows.append((day, name, max(times)))
     return pd.DataFrame(rows, columns=["invoice_date", "mart_group", "ready_at"])
 
 
-def evaluate(spark, now: dt.datetime, cfg: sla) -> pd.DataFrame:
-    """The SLA state of every monitored day and group at ``now``."""
-    days = monitored_days(now, cfg)
+def evaluate(spark, now: dt.datetime, cfg: sla, first_day: dt.date | None = None,
+             last_day: dt.date | None = None) -> pd.DataFrame:
+    """The SLA state of every monitored day and group at ``now`` (``monitored_days``)."""
+    days = monitored_days(now, cfg, first_day, last_day)
     if not days:
         return rules.sla_states(pd.DataFrame(columns=["invoice_date", "mart_group", "deadline_at"]),
                                 pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), now, 0)
@@ -123,46 +143,75 @@ def evaluate(spark, now: dt.datetime, cfg: sla) -> pd.DataFrame:
 
 
 def alerts_for(status: pd.DataFrame) -> list[Alert]:
-    """``AT_RISK`` before the deadline and ``MISSED`` after it, once per day, group and state."""
+    """One alert per state change: ``AT_RISK`` before the deadline, ``MISSED`` after it, and the return to
+    ``ON_TRACK``/``MET`` of a day that was alerted on."""
     out = []
     for s in status.itertuples():
-        if s.state not in ("AT_RISK", "MISSED"):
-            continue
-        out.append(Alert(kind="sla", severity="error" if s.state == "MISSED" else "warn",
-                         subject=f"{s.mart_group} of {s.invoice_date} {s.state} "
-                                 f"(deadline {s.deadline_at:%Y-%m-%d %H:%M} UTC)",
-                         body=s.evidence, dedupe_key=f"sla:{s.mart_group}:{s.invoice_date}", condition=s.state))
+        subject = f"{s.mart_group} of {s.invoice_date} {s.state} (deadline {s.deadline_at:%Y-%m-%d %H:%M} UTC)"
+        key = f"sla:{s.mart_group}:{s.invoice_date}"
+        if s.state in ("AT_RISK", "MISSED"):
+            out.append(Alert(kind="sla", severity="error" if s.state == "MISSED" else "warn", subject=subject,
+                             body=s.evidence, dedupe_key=key, condition=s.state, repeat=False))
+        else:
+            out.append(Alert(kind="sla", severity="info", subject=subject, body=s.evidence, dedupe_key=key,
+                             condition=s.state, repeat=False, resolves=("AT_RISK", "MISSED")))
+    return out
+
+
+def state_changes(status: pd.DataFrame, previous: pd.DataFrame, now: dt.datetime) -> pd.DataFrame:
+    """``status`` with ``state_since``: kept from ``previous`` (the recorded statuses) while the state is the
+    same, ``now`` when it changed."""
+    since = previous.set_index(["invoice_date", "mart_group"])[["state", "state_since"]] \
+        if len(previous) else pd.DataFrame(columns=["state", "state_since"])
+    out = status.copy()
+    out["state_since"] = [
+        since.loc[(r.invoice_date, r.mart_group), "state_since"]
+        if (r.invoice_date, r.mart_group) in since.index
+        and since.loc[(r.invoice_date, r.mart_group), "state"] == r.state else now
+        for r in status.itertuples()]
     return out
 
 
 class SlaMonitor(luigi.Task):
-    """Evaluate the SLA of the monitored days at ``now``, record ``ecommerce_mart.sla_status``, alert.
+    """Evaluate the SLA of the monitored days at ``now``, record ``ecommerce_mart.sla_status`` and each state a
+    day enters in ``ecommerce_mart.sla_history``, alert on changes.
 
-    Meant to be called by a scheduler (cron) every few minutes: each call is a new task (``now`` defaults
-    to the current minute, UTC) with its own marker, so a rerun of the same minute does nothing.
+    Meant to be called by a scheduler every few minutes: each call is a new task (``now`` defaults to the
+    current minute, UTC) with its own marker, so a rerun of the same minute does nothing. ``first_day`` and
+    ``last_day`` widen or bound the watched business days (the demo run evaluates its whole window).
     """
 
     now = luigi.DateMinuteParameter(default=_utc_minute(), description="evaluation time, UTC")
+    first_day = luigi.OptionalStrParameter(default=None, description="also watch every business day from this one")
+    last_day = luigi.OptionalStrParameter(default=None, description="watch no business day after this one")
     resources = {"alerts_writer": 1}
 
     def output(self):
-        return marker("sla", f"{self.now:%Y-%m-%dT%H%M}.json")
+        window = "".join(f"_{d}" for d in (self.first_day, self.last_day) if d)
+        return marker("sla", f"{self.now:%Y-%m-%dT%H%M}{window}.json")
 
     @writes_warehouse
     def run(self):
         cfg = sla()
         spark = dw_spark()
-        status = evaluate(spark, self.now, cfg)
+        first, last = (dt.date.fromisoformat(d) if d else None for d in (self.first_day, self.last_day))
+        status = evaluate(spark, self.now, cfg, first, last)
         table = f"{MART}.sla_status"
-        previous = wh.read(spark, table).toPandas()
         if len(status):
-            since = previous.set_index(["invoice_date", "mart_group"])[["state", "state_since"]] \
-                if len(previous) else pd.DataFrame(columns=["state", "state_since"])
-            status["state_since"] = [
-                since.loc[(r.invoice_date, r.mart_group), "state_since"]
-                if (r.invoice_date, r.mart_group) in since.index
-                and since.loc[(r.invoice_date, r.mart_group), "state"] == r.state else self.now
-                for r in status.itertuples()]
+            status = state_changes(status, wh.read(spark, table).toPandas(), self.now)
+            changed = status[status["state_since"] == self.now]
+            if len(changed):
+                entered = spark.createDataFrame(
+                    changed.rename(columns={"state_since": "since"})[["invoice_date", "mart_group", "state", "since",
+                                                                       "evidence"]],
+                    wh.SCHEMAS[MART]["sla_history"]["columns"])
+                history_table = f"{MART}.sla_history"
+                earlier = wh.read(spark, history_table)
+                rows = earlier.unionByName(entered.join(earlier, ["invoice_date", "mart_group", "state", "since"],
+                                                        "left_anti")).cache()
+                rows.count()
+                wh.replace_table(spark, rows.coalesce(1), history_table)
+                rows.unpersist()
             keep = wh.read(spark, table).where(~dw._dates_col("invoice_date", list(status["invoice_date"].unique())))
             new = spark.createDataFrame(status[STATUS_COLUMNS].astype({"tasks_left": "int32"}),
                                         wh.SCHEMAS[MART]["sla_status"]["columns"])
@@ -177,4 +226,3 @@ class SlaMonitor(luigi.Task):
         write_marker(self.output(), {
             "now": self.now, "states": {f"{s.mart_group} {s.invoice_date}": s.state for s in status.itertuples()},
             "alerts_sent": len([r for r in sent if r["delivery_status"] == "SENT"])})
-

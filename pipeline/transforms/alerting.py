@@ -3,7 +3,9 @@
 An alert has a ``dedupe_key`` naming the thing it is about (``sla:all_marts:2010-12-05``) and a
 ``condition`` (``AT_RISK``). It is sent on a channel unless the latest alert successfully sent there with
 the same key had the same condition and was raised less than ``renotify`` ago (by the clock of the run that
-raised it, so a replayed clock dedupes as the real one would). Alerts due at once go out as one message.
+raised it, so a replayed clock dedupes as the real one would); an alert with ``repeat`` false is never sent
+again for an unchanged condition. An alert that ``resolves`` conditions (a recovery) is sent only when the
+latest alert sent with its key had one of them. Alerts due at once go out as one message.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ class Alert:
     body: str
     dedupe_key: str
     condition: str
+    repeat: bool = True
+    resolves: tuple[str, ...] = ()
 
 
 def due(candidates: list[Alert], sent: pd.DataFrame, channel: str, now: dt.datetime,
@@ -37,10 +41,12 @@ def due(candidates: list[Alert], sent: pd.DataFrame, channel: str, now: dt.datet
         if alert.dedupe_key in seen:
             continue
         seen.add(alert.dedupe_key)
-        if alert.dedupe_key in latest.index:
-            last = latest.loc[alert.dedupe_key]
-            if last["condition"] == alert.condition and now - last["alerted_at"] < renotify:
-                continue
+        last = latest.loc[alert.dedupe_key] if alert.dedupe_key in latest.index else None
+        if alert.resolves and (last is None or last["condition"] not in alert.resolves):
+            continue
+        if last is not None and last["condition"] == alert.condition and (
+                not alert.repeat or now - last["alerted_at"] < renotify):
+            continue
         out.append(alert)
     return out
 

@@ -52,9 +52,13 @@ def accepted_values(df: DataFrame, column: str, values: list) -> DataFrame:
 
 def scd2_integrity(df: DataFrame, key: str, valid_from: str = "valid_from", valid_to: str = "valid_to",
                    is_current: str = "is_current") -> DataFrame:
-    """Keys without exactly one current row, and versions that are empty or overlap the next one."""
+    """Keys with more than one current row, and versions that are empty or overlap the next one.
+
+    A key without a current row is a deleted product: the first snapshot that omitted it closed its last
+    version (``masters.apply_product_snapshots``), which is history, not an integrity fault.
+    """
     current = df.groupBy(key).agg(F.sum(F.col(is_current).cast("int")).alias("_current")) \
-        .where("_current <> 1").select(F.concat(F.col(key), F.lit(" current rows: "),
+        .where("_current > 1").select(F.concat(F.col(key), F.lit(" current rows: "),
                                                 F.col("_current").cast("string")).alias("failing_key"))
     nxt = F.lead(valid_from).over(Window.partitionBy(key).orderBy(valid_from, valid_to))
     bad = df.withColumn("_next_from", nxt).where(

@@ -8,6 +8,7 @@ every dimension (guest lines, the ``Unspecified`` country, a product with no ver
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -29,6 +30,19 @@ def with_unknown_member(dim: DataFrame, row: tuple) -> DataFrame:
     """``dim`` plus its unknown member row (every column nullable, so the member may leave fields empty)."""
     schema = T.StructType([T.StructField(f.name, f.dataType, True) for f in dim.schema])
     return dim.unionByName(dim.sparkSession.createDataFrame([row], schema))
+
+
+def calendar_range(days: Iterable[dt.date], minimum_start: dt.date,
+                   minimum_end: dt.date) -> tuple[dt.date, dt.date]:
+    """The span of ``dim_date``: whole calendar years covering the minimum range and every feed day.
+
+    From Jan 1 of the year of the earliest of ``minimum_start`` and ``days`` to Dec 31 of the year of the
+    latest of ``minimum_end`` and ``days``, so every landed date has its ``date_key`` and a new year's first
+    feed brings in that whole year.
+    """
+    days = list(days)
+    first, last = min([minimum_start, *days]), max([minimum_end, *days])
+    return dt.date(first.year, 1, 1), dt.date(last.year, 12, 31)
 
 
 def dim_date(calendar: DataFrame, bank_holidays: DataFrame) -> DataFrame:

@@ -44,7 +44,9 @@ WALL_CLOCK = {
     "dq_results": {"run_id", "checked_at"},
     "anomalies": {"detected_at", "status_changed_at"},
     "anomaly_status_log": {"changed_at"},
-    "marts_ready": {"ready_at"},
+    "marts_ready": {"ready_at", "first_ready_at"},
+    "sla_status": {"ready_at", "expected_finish_at", "evidence"},
+    "sla_history": {"evidence"},
 }
 # (point, n): die the n-th time the process reaches the point; each run resumes where the last one died
 CHAIN = [

@@ -3,6 +3,7 @@
 import datetime as dt
 
 import pandas as pd
+import pytest
 
 from pipeline.transforms.alerting import Alert, compose, due, webhook_payload
 
@@ -54,3 +55,25 @@ def test_several_alerts_make_one_message_most_severe_first():
     assert body.index("ERROR data quality check x") < body.index("WARN all_marts of 2010-12-05 AT_RISK")
     assert compose([AT_RISK], "[dw]")[0] == "[dw] WARN: all_marts of 2010-12-05 AT_RISK"
     assert webhook_payload("s", "b") == {"text": "*s*\nb"}
+
+
+def sla_alert(condition, repeat=False, resolves=()):
+    return Alert("sla", "warn", f"all_marts of 2010-12-05 {condition}", "", "sla:all:2010-12-05", condition,
+                 repeat=repeat, resolves=resolves)
+
+
+def test_a_state_alert_is_not_repeated_however_long_the_state_lasts():
+    earlier = sent(("email", "sla:all:2010-12-05", "AT_RISK", "SENT", NOW - dt.timedelta(days=2)))
+    assert due([sla_alert("AT_RISK")], earlier, "email", NOW, RENOTIFY) == []
+
+
+@pytest.mark.parametrize(("latest", "expected"), [
+    (None, False),          # never alerted on: a day that stays healthy sends nothing
+    ("AT_RISK", True),      # back to ON_TRACK after an AT_RISK alert: one recovery alert
+    ("MISSED", True),
+    ("ON_TRACK", False),    # the recovery was already sent
+])
+def test_a_recovery_is_sent_only_after_an_alert_it_resolves(latest, expected):
+    rows = [] if latest is None else [("email", "sla:all:2010-12-05", latest, "SENT", NOW - dt.timedelta(hours=1))]
+    recovery = sla_alert("ON_TRACK", resolves=("AT_RISK", "MISSED"))
+    assert due([recovery], sent(*rows), "email", NOW, RENOTIFY) == ([recovery] if expected else [])

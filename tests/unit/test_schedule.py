@@ -49,3 +49,44 @@ def test_the_catalog_backup_is_due_once_a_day(previous, now, expected):
 def test_a_bad_backup_time_names_its_setting():
     with pytest.raises(ValueError, match=r"\[backup\] daily_at: '5h30' is not"):
         schedule.parse_times("5h30", "[backup] daily_at")
+
+
+@pytest.mark.parametrize(("now", "expected"), [
+    (at(27, "06:14"), at(27, "06:15")),    # the masters' run (and an SLA slot)
+    (at(27, "06:15"), at(27, "06:30")),    # the next SLA slot
+    (at(27, "23:50"), at(28, "00:00")),    # over midnight
+])
+def test_the_next_moment_a_job_falls_due(now, expected):
+    assert schedule.next_due(now, RUN_AT, 15) == expected
+
+
+def test_a_job_due_while_the_previous_one_of_its_kind_runs_is_skipped_not_queued():
+    import threading
+
+    release, calls = threading.Event(), []
+
+    def slow_run():
+        calls.append("run")
+        return release.wait(10)
+
+    clock = [dt.datetime(2026, 11, 27, 6, 15)]
+    scheduler = schedule.Scheduler({"run": slow_run, "sla": lambda: calls.append("sla") or True},
+                                   lambda: clock[0], dt.UTC, RUN_AT, 15)
+    scheduler.start("run")
+    clock[0] = dt.datetime(2026, 11, 27, 8, 15)
+    scheduler.tick(at(27, "08:14"), at(27, "08:15"))  # the 08:15 run is due while the 06:15 one goes on
+    release.set()
+    scheduler.join()
+    assert calls.count("run") == 1 and calls.count("sla") == 1  # the SLA monitor ran meanwhile
+    assert [(s["job"], s["running_since"]) for s in scheduler.skipped] == [("run", dt.datetime(2026, 11, 27, 6, 15))]
+    assert sorted(f["job"] for f in scheduler.finished) == ["run", "sla"]
+
+
+def test_a_failing_job_is_recorded_and_does_not_stop_the_scheduler():
+    def broken():
+        raise RuntimeError("metastore down")
+
+    scheduler = schedule.Scheduler({"run": broken}, lambda: dt.datetime(2026, 11, 27), dt.UTC, RUN_AT, 15)
+    scheduler.start("run")
+    scheduler.join()
+    assert [(f["job"], f["ok"]) for f in scheduler.finished] == [("run", False)]

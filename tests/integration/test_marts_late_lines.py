@@ -38,10 +38,20 @@ def daily(column):
         f"SELECT invoice_date, sum({column}) FROM ecommerce_mart.mart_daily_sales GROUP BY invoice_date")}
 
 
+def ready_records() -> dict[str, list[tuple]]:
+    """Per invoice date, its marts_ready publications: (revision, first_ready_at, ready_at, republished_at,
+    reason), first publication first."""
+    out: dict[str, list[tuple]] = {}
+    for row in hs2.query("SELECT invoice_date, revision, first_ready_at, ready_at, republished_at, reason "
+                         "FROM ecommerce_mart.marts_ready ORDER BY invoice_date, revision"):
+        out.setdefault(str(row[0]), []).append(tuple(row[1:]))
+    return out
+
+
 @pytest.fixture(scope="module")
 def late(marts):
     before = {"fact": per_date("ecommerce_dw.fact_sales"), "gross": daily("gross_revenue"),
-              "ready": dict(hs2.query("SELECT invoice_date, ready_at FROM ecommerce_mart.marts_ready")),
+              "ready": ready_records(),
               "second_day": snapshot(DAYS[1])}
     run_luigi("ReplayDay", "--date", str(NEXT_DAY))
     path = warehouse_path(replay.landing_paths(marts["warehouse"], NEXT_DAY)["transactions"][8])
@@ -65,10 +75,14 @@ def test_the_late_line_lands_in_the_first_days_fact_and_marts(late):
 def test_exactly_the_affected_date_is_rebuilt_and_declared_ready_again(late):
     refresh = json.loads(marker_path(late, "dw", "late_refresh", f"{NEXT_DAY}.json").read_text())
     assert list(refresh["rebuilt"]) == [str(DAYS[0])]
-    ready = dict(hs2.query("SELECT invoice_date, ready_at FROM ecommerce_mart.marts_ready"))
-    assert ready[str(DAYS[0])] > late["before"]["ready"][str(DAYS[0])]
-    assert ready[str(DAYS[1])] == late["before"]["ready"][str(DAYS[1])]
-    assert str(NEXT_DAY) in ready
+    ready, before = ready_records(), late["before"]["ready"]
+    first, second = str(DAYS[0]), str(DAYS[1])
+    assert ready[second] == before[second]
+    assert ready[first][:len(before[first])] == before[first]  # the first publication is kept as it was
+    (revision, first_ready_at, ready_at, republished_at, reason), = ready[first][len(before[first]):]
+    assert revision == before[first][-1][0] + 1 and first_ready_at == before[first][0][1]
+    assert ready_at == republished_at > before[first][-1][2] and reason.startswith("late or released lines")
+    assert [r[0] for r in ready[str(NEXT_DAY)]] == [0]
     assert snapshot(DAYS[1]) == late["before"]["second_day"]
 
 

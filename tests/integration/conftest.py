@@ -16,6 +16,9 @@ from tests.integration.realdata import ATLANTIS_LINE, BAD_DATE_LINE, DAYS, INJEC
 
 ROOT = config.PROJECT_ROOT
 PORTS = {"metastore": 19083, "hiveserver2": 20000, "luigid": 18082}
+# luigid's retries as configured, but quicker: a test that makes a task fail on purpose waits seconds, and a
+# task disabled after repeated failures is enabled again before the next test builds it
+TEST_RETRIES = "[scheduler]\nretry_delay = 3\ndisable_persist = 10\n"
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +32,7 @@ def stack(tmp_path_factory):
         f"[scheduler_ui]\nport = {PORTS['luigid']}\n"
         f"[core]\nscheduler_port = {PORTS['luigid']}\n"
         "[spark]\nmaster = local[2]\n"
+        f"{TEST_RETRIES}"
     )
     os.environ[config.OVERLAY_ENV] = str(overlay)
     os.environ.pop("ECOM_STATE_DIR", None)
@@ -111,7 +115,7 @@ def separate_stack(tmp_path_factory, name: str, ports: dict, overlay: str = "", 
         f"[metastore]\nuri = thrift://127.0.0.1:{ports['metastore']}\n"
         f"[hiveserver2]\nport = {ports['hiveserver2']}\n"
         f"[scheduler_ui]\nport = {ports['luigid']}\n[core]\nscheduler_port = {ports['luigid']}\n"
-        "[spark]\nmaster = local[2]\n" + overlay
+        "[spark]\nmaster = local[2]\n" + TEST_RETRIES + overlay
     )
     path = state / f"{name}.cfg"
     with open(path, "w") as fh:

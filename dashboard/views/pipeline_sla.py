@@ -28,21 +28,21 @@ def _sla() -> None:
 
 
 def _sla_changes() -> None:
-    st.subheader("SLA state changes")
-    changes = data.sla_history()
-    if changes.empty:
-        st.info("No SLA state recorded yet.")
-        return
-    st.dataframe(changes, width="stretch", hide_index=True)
+    _table("SLA state changes", data.sla_history, "No SLA state recorded yet.")
 
 
 def _revisions() -> None:
-    st.subheader("Republished days")
-    revisions = data.mart_revisions()
-    if revisions.empty:
-        st.info("No day has been republished: every day's marts are as first published.")
+    _table("Republished days", data.mart_revisions,
+           "No day has been republished: every day's marts are as first published.")
+
+
+def _table(title: str, load, empty: str) -> None:
+    st.subheader(title)
+    frame = load()
+    if frame.empty:
+        st.info(empty)
         return
-    st.dataframe(revisions, width="stretch", hide_index=True)
+    st.dataframe(frame, width="stretch", hide_index=True)
 
 
 def _runs() -> None:

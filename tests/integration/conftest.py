@@ -3,7 +3,9 @@
 import configparser
 import contextlib
 import datetime as dt
+import email
 import os
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -148,3 +150,34 @@ def warehouse_path(uri: str) -> Path:
 
 def marker_path(stack: dict, *parts: str) -> Path:
     return warehouse_path(stack["warehouse"]).joinpath("_markers", *parts)
+
+
+class Inbox:
+    """What a real SMTP server (aiosmtpd) received: (recipients, message) pairs."""
+
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802  (aiosmtpd's hook name)
+        self.messages.append((envelope.rcpt_tos, email.message_from_bytes(envelope.content)))
+        return "250 OK"
+
+    def ours(self, prefix: str = "[ecommerce-dw]") -> list:
+        return [m for _, m in self.messages if m["Subject"].startswith(prefix)]
+
+
+@contextlib.contextmanager
+def smtp_server():
+    """An SMTP server on a free loopback port: yields (inbox, port)."""
+    from aiosmtpd.controller import Controller
+
+    inbox = Inbox()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield inbox, port
+    finally:
+        controller.stop()

@@ -8,19 +8,16 @@ runs leave the earlier day's partitions and first ready time as they were. Then 
 when its marts are declared ready succeeds through Luigi's retries once HiveServer2 is back.
 """
 
-import email
 import json
-import socket
 import subprocess
 import sys
 import time
 from collections import Counter
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from pipeline import config
-from tests.integration.conftest import ROOT, separate_stack
+from tests.integration.conftest import ROOT, separate_stack, smtp_server
 
 pytestmark = pytest.mark.integration
 
@@ -31,32 +28,15 @@ PARTITIONED = ["ecommerce_dw.fact_sales", "ecommerce_dw.customer_sales_daily", "
                "ecommerce_mart.dq_results", "ecommerce_mart.anomalies"]
 
 
-class Inbox:
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802  (aiosmtpd's hook name)
-        self.messages.append(email.message_from_bytes(envelope.content))
-        return "250 OK"
-
-
 @pytest.fixture(scope="module")
 def operated(tmp_path_factory):
-    inbox = Inbox()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        smtp_port = probe.getsockname()[1]
-    smtp = Controller(inbox, hostname="127.0.0.1", port=smtp_port)
-    smtp.start()
-    overlay = (f"[smtp]\nhost = 127.0.0.1\nport = {smtp_port}\nno_tls = true\n"
-               "[email]\nreceiver = ops@example.com\nsender = dw@example.com\n"
-               "[alerts]\nretry_delay_s = 0.2\n"
-               "[scheduler]\nretry_delay = 10\nretry_count = 12\n")
-    try:
+    with smtp_server() as (inbox, smtp_port):
+        overlay = (f"[smtp]\nhost = 127.0.0.1\nport = {smtp_port}\nno_tls = true\n"
+                   "[email]\nreceiver = ops@example.com\nsender = dw@example.com\n"
+                   "[alerts]\nretry_delay_s = 0.2\n"
+                   "[scheduler]\nretry_delay = 10\nretry_count = 12\n")
         with separate_stack(tmp_path_factory, "operated", PORTS, overlay) as stack:
             yield stack, inbox
-    finally:
-        smtp.stop()
 
 
 def pipeline(stack, *args, env=None, timeout=2400) -> subprocess.CompletedProcess:
@@ -85,7 +65,7 @@ def day_snapshot(stack, day: str) -> dict:
 
 
 def subjects(inbox, day: str) -> list[str]:
-    return [m["Subject"] for m in inbox.messages if f"all_marts of {day}" in m["Subject"]]
+    return [m["Subject"] for _, m in inbox.messages if f"all_marts of {day}" in m["Subject"]]
 
 
 @pytest.fixture(scope="module")

@@ -8,38 +8,23 @@ products master past this day.
 
 import configparser
 import datetime as dt
-import email
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from pipeline import alerts, hs2, replay
-from tests.integration.conftest import ROOT, run_luigi, warehouse_path
+from tests.integration.conftest import ROOT, run_luigi, smtp_server, warehouse_path
 
 pytestmark = pytest.mark.integration
 
 FAULT_DAY = "2010-12-05"
 PREFIX = "[ecommerce-dw]"
-
-
-class Inbox:
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802  (aiosmtpd's hook name)
-        self.messages.append((envelope.rcpt_tos, email.message_from_bytes(envelope.content)))
-        return "250 OK"
-
-    def ours(self):
-        return [m for _, m in self.messages if m["Subject"].startswith(PREFIX)]
 
 
 class Webhook(BaseHTTPRequestHandler):
@@ -60,29 +45,23 @@ class Webhook(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def channels(marts, tmp_path_factory):
-    inbox = Inbox()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        smtp_port = probe.getsockname()[1]
-    smtp = Controller(inbox, hostname="127.0.0.1", port=smtp_port)
-    smtp.start()
     web = ThreadingHTTPServer(("127.0.0.1", 0), Webhook)
     threading.Thread(target=web.serve_forever, daemon=True).start()
-    parser = configparser.ConfigParser()
-    parser.read(marts["overlay"])
-    for section, values in {
-        "smtp": {"host": "127.0.0.1", "port": str(smtp_port), "no_tls": "true"},
-        "email": {"receiver": "ops@example.com", "sender": "dw@example.com"},
-        "alerts": {"retry_delay_s": "0.2"},
-    }.items():
-        parser[section] = values
-    overlay = tmp_path_factory.mktemp("alerts") / "alerts.cfg"
-    with open(overlay, "w") as fh:
-        parser.write(fh)
-    env = dict(os.environ, ECOM_CONFIG_OVERLAY=str(overlay),
-               **{alerts.WEBHOOK_ENV: f"http://127.0.0.1:{web.server_address[1]}/hook"})
-    yield {**marts, "env": env, "inbox": inbox, "webhook": Webhook}
-    smtp.stop()
+    with smtp_server() as (inbox, smtp_port):
+        parser = configparser.ConfigParser()
+        parser.read(marts["overlay"])
+        for section, values in {
+            "smtp": {"host": "127.0.0.1", "port": str(smtp_port), "no_tls": "true"},
+            "email": {"receiver": "ops@example.com", "sender": "dw@example.com"},
+            "alerts": {"retry_delay_s": "0.2"},
+        }.items():
+            parser[section] = values
+        overlay = tmp_path_factory.mktemp("alerts") / "alerts.cfg"
+        with open(overlay, "w") as fh:
+            parser.write(fh)
+        env = dict(os.environ, ECOM_CONFIG_OVERLAY=str(overlay),
+                   **{alerts.WEBHOOK_ENV: f"http://127.0.0.1:{web.server_address[1]}/hook"})
+        yield {**marts, "env": env, "inbox": inbox, "webhook": Webhook}
     web.shutdown()
 
 

@@ -30,7 +30,6 @@ from pipeline.tasks.base import write_marker, writes_warehouse
 from pipeline.tasks.dw import MART, dw_spark, marker
 from pipeline.tasks.quality import feeds, sla
 from pipeline.transforms import sla as rules
-from pipeline.transforms.alerting import Alert
 
 log = logging.getLogger(__name__)
 
@@ -142,36 +141,6 @@ def evaluate(spark, now: dt.datetime, cfg: sla, first_day: dt.date | None = None
     return rules.sla_states(groups, ready_times(spark, days, cfg), late, remaining, runs, now, cfg.default_task_s)
 
 
-def alerts_for(status: pd.DataFrame) -> list[Alert]:
-    """One alert per state change: ``AT_RISK`` before the deadline, ``MISSED`` after it, and the return to
-    ``ON_TRACK``/``MET`` of a day that was alerted on."""
-    out = []
-    for s in status.itertuples():
-        subject = f"{s.mart_group} of {s.invoice_date} {s.state} (deadline {s.deadline_at:%Y-%m-%d %H:%M} UTC)"
-        key = f"sla:{s.mart_group}:{s.invoice_date}"
-        if s.state in ("AT_RISK", "MISSED"):
-            out.append(Alert(kind="sla", severity="error" if s.state == "MISSED" else "warn", subject=subject,
-                             body=s.evidence, dedupe_key=key, condition=s.state, repeat=False))
-        else:
-            out.append(Alert(kind="sla", severity="info", subject=subject, body=s.evidence, dedupe_key=key,
-                             condition=s.state, repeat=False, resolves=("AT_RISK", "MISSED")))
-    return out
-
-
-def state_changes(status: pd.DataFrame, previous: pd.DataFrame, now: dt.datetime) -> pd.DataFrame:
-    """``status`` with ``state_since``: kept from ``previous`` (the recorded statuses) while the state is the
-    same, ``now`` when it changed."""
-    since = previous.set_index(["invoice_date", "mart_group"])[["state", "state_since"]] \
-        if len(previous) else pd.DataFrame(columns=["state", "state_since"])
-    out = status.copy()
-    out["state_since"] = [
-        since.loc[(r.invoice_date, r.mart_group), "state_since"]
-        if (r.invoice_date, r.mart_group) in since.index
-        and since.loc[(r.invoice_date, r.mart_group), "state"] == r.state else now
-        for r in status.itertuples()]
-    return out
-
-
 class SlaMonitor(luigi.Task):
     """Evaluate the SLA of the monitored days at ``now``, record ``ecommerce_mart.sla_status`` and each state a
     day enters in ``ecommerce_mart.sla_history``, alert on changes.
@@ -198,7 +167,8 @@ class SlaMonitor(luigi.Task):
         status = evaluate(spark, self.now, cfg, first, last)
         table = f"{MART}.sla_status"
         if len(status):
-            status = state_changes(status, wh.read(spark, table).toPandas(), self.now)
+            previous = wh.read(spark, table).toPandas()
+            status = rules.state_changes(status, previous, self.now)
             changed = status[status["state_since"] == self.now]
             if len(changed):
                 entered = spark.createDataFrame(
@@ -212,17 +182,15 @@ class SlaMonitor(luigi.Task):
                 rows.count()
                 wh.replace_table(spark, rows.coalesce(1), history_table)
                 rows.unpersist()
-            keep = wh.read(spark, table).where(~dw._dates_col("invoice_date", list(status["invoice_date"].unique())))
-            new = spark.createDataFrame(status[STATUS_COLUMNS].astype({"tasks_left": "int32"}),
-                                        wh.SCHEMAS[MART]["sla_status"]["columns"])
-            rows = keep.unionByName(new).cache()
-            rows.count()
-            wh.replace_table(spark, rows.coalesce(1), table)
-            rows.unpersist()
+            keep = previous[~previous["invoice_date"].isin(set(status["invoice_date"]))]
+            rows = pd.concat([keep[STATUS_COLUMNS], status[STATUS_COLUMNS]], ignore_index=True).astype(object)
+            rows = rows.where(rows.notna(), None)
+            wh.replace_table(spark, spark.createDataFrame(rows, wh.SCHEMAS[MART]["sla_status"]["columns"])
+                             .coalesce(1), table)
         crash.point("sla.published")
         for s in status.itertuples():
             log.info("SLA %s %s: %s (%s)", s.mart_group, s.invoice_date, s.state, s.evidence)
-        sent = alerts.notify(spark, alerts_for(status), self.now)
+        sent = alerts.notify(spark, rules.alerts_for(status, self.now) if len(status) else [], self.now)
         write_marker(self.output(), {
             "now": self.now, "states": {f"{s.mart_group} {s.invoice_date}": s.state for s in status.itertuples()},
             "alerts_sent": len([r for r in sent if r["delivery_status"] == "SENT"])})

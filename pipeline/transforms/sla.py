@@ -16,6 +16,8 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
+from pipeline.transforms.alerting import Alert
+
 RUN_ENDS = ("DONE", "FAILED")
 
 
@@ -148,3 +150,34 @@ def sla_states(days: pd.DataFrame, ready: pd.DataFrame, late: pd.DataFrame, rema
     return pd.DataFrame(out, columns=["invoice_date", "mart_group", "deadline_at", "state", "ready_at",
                                       "expected_finish_at", "late_feeds", "late_tasks", "tasks_left", "evidence",
                                       "checked_at"])
+
+
+def alerts_for(status: pd.DataFrame, now: dt.datetime) -> list[Alert]:
+    """One alert per state change: ``AT_RISK`` before the deadline, ``MISSED`` after it (offered at every
+    evaluation while the state lasts, so a failed delivery is tried again; sent once), and the return to
+    ``ON_TRACK``/``MET`` of a day that was alerted on (offered when the state changes, at ``now``)."""
+    out = []
+    for s in status.itertuples():
+        subject = f"{s.mart_group} of {s.invoice_date} {s.state} (deadline {s.deadline_at:%Y-%m-%d %H:%M} UTC)"
+        key = f"sla:{s.mart_group}:{s.invoice_date}"
+        if s.state in ("AT_RISK", "MISSED"):
+            out.append(Alert(kind="sla", severity="error" if s.state == "MISSED" else "warn", subject=subject,
+                             body=s.evidence, dedupe_key=key, condition=s.state, repeat=False))
+        elif s.state_since == now:
+            out.append(Alert(kind="sla", severity="info", subject=subject, body=s.evidence, dedupe_key=key,
+                             condition=s.state, repeat=False, resolves=("AT_RISK", "MISSED")))
+    return out
+
+
+def state_changes(status: pd.DataFrame, previous: pd.DataFrame, now: dt.datetime) -> pd.DataFrame:
+    """``status`` with ``state_since``: kept from ``previous`` (the recorded statuses) while the state is the
+    same, ``now`` when it changed."""
+    since = previous.set_index(["invoice_date", "mart_group"])[["state", "state_since"]] \
+        if len(previous) else pd.DataFrame(columns=["state", "state_since"])
+    out = status.copy()
+    out["state_since"] = [
+        since.loc[(r.invoice_date, r.mart_group), "state_since"]
+        if (r.invoice_date, r.mart_group) in since.index
+        and since.loc[(r.invoice_date, r.mart_group), "state"] == r.state else now
+        for r in status.itertuples()]
+    return out

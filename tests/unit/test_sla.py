@@ -160,3 +160,34 @@ def test_the_history_reads_the_same_from_a_file_path_and_from_a_database_url(tmp
     pd.testing.assert_frame_equal(from_path, from_url)
     with pytest.raises(ValueError, match="must not carry a password"):
         history.database("postgresql://luigi:secret@postgres:5432/luigi")
+
+
+NOW = dt.datetime(2010, 12, 6, 11, 30)
+
+
+def status(*rows):
+    """(state, state_since) of DAY's group at NOW."""
+    return pd.DataFrame([{"invoice_date": DAY, "mart_group": "all_marts", "deadline_at": DEADLINE, "state": s,
+                          "state_since": since, "evidence": "..."} for s, since in rows])
+
+
+@pytest.mark.parametrize(("state", "since", "expected"), [
+    ("AT_RISK", NOW, [("AT_RISK", "warn", ())]),
+    ("AT_RISK", NOW - dt.timedelta(hours=2), [("AT_RISK", "warn", ())]),  # offered again; sent once (repeat=False)
+    ("MISSED", NOW, [("MISSED", "error", ())]),
+    ("ON_TRACK", NOW, [("ON_TRACK", "info", ("AT_RISK", "MISSED"))]),      # a recovery, if it was alerted on
+    ("ON_TRACK", NOW - dt.timedelta(hours=2), []),                         # no change: nothing to say
+    ("MET", NOW, [("MET", "info", ("AT_RISK", "MISSED"))]),
+])
+def test_sla_alerts_are_offered_for_bad_states_and_for_changes_back(state, since, expected):
+    alerts = sla.alerts_for(status((state, since)), NOW)
+    assert [(a.condition, a.severity, a.resolves) for a in alerts] == expected
+    assert all(a.dedupe_key == f"sla:all_marts:{DAY}" and not a.repeat for a in alerts)
+
+
+def test_state_since_is_kept_while_the_state_lasts():
+    earlier = dt.datetime(2010, 12, 6, 6, 30)
+    previous = status(("AT_RISK", earlier))
+    assert list(sla.state_changes(status(("AT_RISK", None)), previous, NOW)["state_since"]) == [earlier]
+    assert list(sla.state_changes(status(("ON_TRACK", None)), previous, NOW)["state_since"]) == [NOW]
+    assert list(sla.state_changes(status(("ON_TRACK", None)), previous.iloc[0:0], NOW)["state_since"]) == [NOW]

@@ -160,11 +160,12 @@ class Scheduler:
 def run_job() -> bool:
     """An operational run: the daily graph of every landed day that is not complete."""
     from pipeline.runtime import clock, operate
-    from pipeline.tasks import ingest
+    from pipeline.tasks import dw, ingest
 
     ingest.source_days.cache_clear()
     days = operate.landed_days()
-    operate.declare_missing(days, clock.now(), schedule().declare_missing_after_minutes)
+    operate.declare_missing([d for d in days if not dw.MartsReady(d).complete()], clock.now(),
+                            schedule().declare_missing_after_minutes)
     todo = operate.targets(days)
     if not todo:
         log.info("run: nothing to do (no landed day is incomplete)")

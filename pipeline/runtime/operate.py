@@ -123,13 +123,12 @@ def reenable_disabled(url: str | None = None) -> list[str]:
     """Re-enable the tasks luigid disabled after too many failures, so this run tries them again."""
     scheduler = luigi.rpc.RemoteScheduler(url or _scheduler_url())
     try:
-        disabled = scheduler._request("/api/task_list", {"status": "DISABLED", "upstream_status": "",
-                                                         "search": None}) or {}
+        disabled = scheduler.task_list(status="DISABLED", upstream_status="") or {}
     except Exception as exc:  # noqa: BLE001  (luigid down: the build reports it)
         log.warning("could not list disabled tasks in luigid: %s", exc)
         return []
     for task_id in disabled:
-        scheduler._request("/api/re_enable_task", {"task_id": task_id})
+        scheduler.re_enable_task(task_id)
     if disabled:
         log.info("re-enabled %d tasks luigid had disabled after repeated failures: %s", len(disabled),
                  ", ".join(sorted(disabled)))

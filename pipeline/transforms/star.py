@@ -1,4 +1,4 @@
-"""Kimball star schema of ``ecommerce_dw`` (pure transforms; work in progress for the marts issue).
+"""Kimball star schema of ``ecommerce_dw`` and the marts built on it (pure transforms).
 
 Surrogate keys are stable hashes of natural keys (products: of code and version start), so rebuilding a
 dimension gives the same keys and facts can be keyed without a lookup; ``-1`` is the unknown member of

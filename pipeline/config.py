@@ -98,8 +98,29 @@ class metastore(luigi.Config):
 
 
 class hiveserver2(luigi.Config):
+    """HiveServer2 (Spark Thrift Server). Embedded: NOSASL on loopback. A client logs in over LDAP when
+    ``$ECOM_HS2_PASSWORD`` is set (the password comes from there only), as ``$ECOM_HS2_USER`` or ``user``.
+    ``authentication``, ``ldap_url`` and ``ldap_base_dn`` are the server's (the cluster's hiveserver2 container:
+    conf/docker/hiveserver2.cfg)."""
+
+    USER_ENV, PASSWORD_ENV = "ECOM_HS2_USER", "ECOM_HS2_PASSWORD"
+
     host = luigi.Parameter(default="127.0.0.1")
     port = luigi.IntParameter(default=10000)
+    user = luigi.Parameter(default="", description="this client's login; $ECOM_HS2_USER takes precedence")
+    authentication = luigi.ChoiceParameter(choices=["NOSASL", "LDAP"], default="NOSASL", var_type=str,
+                                           description="the server's hive.server2.authentication")
+    ldap_url = luigi.Parameter(default="", description="the server's LDAP directory, e.g. ldap://ldap:389")
+    ldap_base_dn = luigi.Parameter(default="", description="the server binds as uid=<user>,<ldap_base_dn>")
+
+    def login(self, default_user: str) -> dict:
+        """PyHive ``hive.connect`` arguments: an LDAP login (``auth``, ``username``, ``password``) when
+        ``$ECOM_HS2_PASSWORD`` is set, otherwise the embedded server's NOSASL with a user name only."""
+        username = os.environ.get(self.USER_ENV) or self.user or default_user
+        password = os.environ.get(self.PASSWORD_ENV)
+        if password:
+            return {"auth": "LDAP", "username": username, "password": password}
+        return {"auth": "NOSASL", "username": username}
 
 
 class scheduler_ui(luigi.Config):
@@ -122,8 +143,32 @@ class replay(luigi.Config):
         return resolve_path(self.source_dir)
 
 
+class landing(luigi.Config):
+    """Limits a landed feed file must keep; what breaks them is quarantined or refused, never loaded."""
+
+    max_record_chars = luigi.IntParameter(default=65536, description="longer records are LINE_TOO_LONG")
+    after_window_minutes = luigi.IntParameter(
+        default=60, description="a line dated this long after its batch window's end is OUT_OF_RANGE_DATE")
+    before_window_days = luigi.IntParameter(
+        default=31, description="a line dated this many days before its batch window is OUT_OF_RANGE_DATE")
+    rejected_dir = luigi.Parameter(default="landing/rejected",
+                                   description="where refused files go, under the warehouse, beside a reason")
+
+
 class reference(luigi.Config):
     """Reference lists kept in ``conf/``."""
 
     country_aliases = luigi.Parameter(default="conf/country_aliases.csv")
     non_product_codes = luigi.Parameter(default="conf/non_product_codes.csv")
+
+
+class dashboard(luigi.Config):
+    """The dashboard's shoppers' links and analysts' sign-in throttle (``users`` is read by ``dashboard.auth``)."""
+
+    users = luigi.Parameter(default="{}", description='{"name": "<bcrypt hash>"}; $ECOM_DASHBOARD_USERS wins')
+    link_max_age_hours = luigi.FloatParameter(default=24.0, description="a purchases link is accepted this long "
+                                                                        "after it was issued")
+    login_max_failures = luigi.IntParameter(default=5, description="failed sign-ins (per user name, per client) "
+                                                                   "within login_window_minutes before a back-off")
+    login_window_minutes = luigi.FloatParameter(default=15.0)
+    login_lockout_minutes = luigi.FloatParameter(default=15.0, description="how long sign-ins are refused")

@@ -86,6 +86,26 @@ def read_text(uri: str | luigi.target.FileSystemTarget) -> str:
         return fh.read()
 
 
+def read_bytes(uri: str | luigi.target.FileSystemTarget) -> bytes:
+    out = target(uri_of(uri))
+    if isinstance(out, luigi.LocalTarget):
+        return Path(out.path).read_bytes()
+    with out.fs.client.read(out.path) as fh:
+        return fh.read()
+
+
+def move(src: str, dst: str) -> None:
+    """Rename a file within the warehouse filesystem, creating the destination's directory."""
+    source = target(src)
+    if isinstance(source, luigi.LocalTarget):
+        Path(local_path(dst)).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source.path, local_path(dst))
+        return
+    client = source.fs.client
+    client.makedirs(os.path.dirname(urlparse(dst).path))
+    client.rename(source.path, urlparse(dst).path)
+
+
 def listdir(uri: str) -> list[str]:
     """Names in a directory; an empty list when it does not exist yet."""
     if urlparse(uri).scheme == "hdfs":

@@ -14,7 +14,7 @@ from pipeline import config
 def cursor(host: str | None = None, port: int | None = None) -> Iterator[hive.Cursor]:
     config.load_profile()
     cfg = config.hiveserver2()
-    conn = hive.connect(host=host or cfg.host, port=port or cfg.port, auth="NOSASL", username="pipeline")
+    conn = hive.connect(host=host or cfg.host, port=port or cfg.port, **cfg.login("pipeline"))
     try:
         cur = conn.cursor()
         yield cur
@@ -31,4 +31,4 @@ def query(sql: str, params: dict | None = None) -> list[tuple]:
 
 def url() -> str:
     cfg = config.hiveserver2()
-    return f"hive://{cfg.host}:{cfg.port} (HiveServer2, auth=NOSASL)"
+    return f"hive://{cfg.host}:{cfg.port} (HiveServer2, auth={cfg.login('pipeline')['auth']})"

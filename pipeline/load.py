@@ -9,17 +9,17 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pipeline import config
+from pipeline import config, fs
 from pipeline import warehouse as wh
 from pipeline.io import crash
-from pipeline.replay import HEADER
 from pipeline.runtime import clock
-from pipeline.transforms import masters, transactions
+from pipeline.transforms import masters, records, transactions
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,24 @@ class Batch:
     window_start: dt.datetime
     window_end: dt.datetime
     masters_date: dt.date | None = None  # the master snapshot a transaction batch is checked against
+    manifest: str | None = None  # the day's manifest, whose line count a transaction file must match
+
+
+@dataclass
+class Landed:
+    """A landed feed file as read: its records, or why it is refused whole (``rejected``)."""
+
+    batch: Batch
+    records: list[records.Record] = field(default_factory=list)
+    encoding: str | None = None
+    extra_columns: tuple[str, ...] = ()
+    rejected: str | None = None
+    moved: bool = False  # a refused file already moved to the rejected area (a rerun after a crash)
+
+    @property
+    def audit(self) -> dict:
+        return {"encoding": self.encoding, "extra_columns": ",".join(self.extra_columns) or None,
+                "reason": self.rejected, "status": "REJECTED" if self.rejected else "LOADED"}
 
 
 def non_product_patterns() -> list[str]:
@@ -52,6 +70,8 @@ def _now() -> dt.datetime:
 
 
 def audit_rows(spark: SparkSession, batches: list[Batch], counts: dict[str, dict], started_at, status="LOADED"):
+    """``batch_audit`` rows of ``batches`` from their counts; a count's ``status``, ``encoding``,
+    ``extra_columns`` and ``reason`` are taken when present."""
     finished = _now()
     rows = []
     for b in batches:
@@ -59,7 +79,8 @@ def audit_rows(spark: SparkSession, batches: list[Batch], counts: dict[str, dict
         rows.append((b.batch_id, b.feed, b.window_start, b.window_end, b.path,
                      int(c.get("rows_received") or 0), int(c.get("rows_loaded") or 0),
                      int(c.get("rows_quarantined") or 0), int(c.get("rows_duplicate") or 0),
-                     int(c.get("rows_released") or 0), status, started_at, finished))
+                     int(c.get("rows_released") or 0), c.get("status") or status, started_at, finished,
+                     c.get("encoding"), c.get("extra_columns"), c.get("reason")))
     return spark.createDataFrame(rows, wh.read(spark, "batch_audit").schema)
 
 
@@ -94,19 +115,99 @@ def check_nothing_lost(counts: dict[str, dict]) -> None:
         raise NothingLostViolation(f"batch accounting does not add up, refusing to publish: {bad}")
 
 
-def read_batch_lines(spark: SparkSession, batches: list[Batch]) -> DataFrame:
-    """One row per data line of the given transaction files: ``batch_id, source_file, raw_line,
-    masters_date`` (a batch without masters gets the earliest date, before which nothing is known)."""
-    by_file = spark.createDataFrame([(_file_name(b.path), b.batch_id, b.masters_date or dt.date.min)
-                                     for b in batches], "source_file STRING, batch_id STRING, masters_date DATE")
-    text = spark.read.text([b.path for b in batches]).select(
-        F.col("value").alias("raw_line"), F.col("_metadata.file_name").alias("source_file"),
-    )
-    return (
-        text.where((F.trim("raw_line") != "") & (F.col("raw_line") != HEADER))
-        .join(F.broadcast(by_file), "source_file")
-        .select("batch_id", "source_file", "raw_line", "masters_date")
-    )
+def rejected_dir(day: dt.date) -> str:
+    return fs.join(config.warehouse().uri, config.landing().rejected_dir, day.isoformat())
+
+
+def rejections(batch: Batch) -> list[dict]:
+    """Reason notes of a batch's refused files, oldest first."""
+    folder = rejected_dir(batch.window_start.date())
+    stem = _file_name(batch.path).rsplit(".", 1)[0]
+    notes = [fs.read_json(fs.join(folder, n)) for n in fs.listdir(folder)
+             if n.startswith(f"{stem}.") and n.endswith(".reason.json")]
+    return sorted(notes, key=lambda n: n["rejected_at"])
+
+
+def manifest_lines(batch: Batch) -> int | None:
+    """The data lines the day's manifest lists for a transaction batch (None: no manifest or no entry)."""
+    if not batch.manifest or not fs.target(batch.manifest).exists():
+        return None
+    entry = fs.read_json(batch.manifest).get("transactions", {}).get(batch.batch_id)
+    return None if entry is None else int(entry["lines"])
+
+
+def read_landed(batch: Batch, columns: dict[str, str]) -> Landed:
+    """Read one landed file: decode it, split its records, check its header and the manifest's count.
+
+    A file refused whole comes back with ``rejected`` set (the reason); a file already moved to the rejected
+    area by an interrupted run comes back refused with the reason recorded then.
+    """
+    if not fs.target(batch.path).exists():
+        earlier = rejections(batch)
+        if earlier:
+            note = earlier[-1]
+            return Landed(batch, [], note.get("encoding"), tuple(note.get("extra_columns") or ()), note["reason"],
+                          moved=True)
+        raise FileNotFoundError(f"{batch.path}: the {batch.feed} file of {batch.batch_id} has not landed")
+    text, encoding = records.decode(fs.read_bytes(batch.path))
+    try:
+        parsed = records.parse_file(text, columns, config.landing().max_record_chars)
+    except records.RefusedFile as exc:
+        return Landed(batch, [], encoding, (), str(exc))
+    landed = Landed(batch, parsed.records, encoding, tuple(parsed.extra_columns))
+    expected = manifest_lines(batch)
+    if expected is not None and expected != len(parsed.records):
+        landed.records, landed.rejected = [], (
+            f"the day's manifest lists {expected} lines for {batch.batch_id}, the file has {len(parsed.records)}")
+    return landed
+
+
+def move_rejected(landed: Landed) -> str:
+    """Move a refused file to ``<rejected_dir>/<day>/`` beside ``<name>.reason.json``; returns its new URI.
+    An earlier refused copy of the same batch is kept: the new one gets a numbered name."""
+    b = landed.batch
+    folder = rejected_dir(b.window_start.date())
+    stem, _, ext = _file_name(b.path).rpartition(".")
+    names = set(fs.listdir(folder))
+    k = 0
+    while (name := f"{stem}.{ext}" if k == 0 else f"{stem}.{k}.{ext}") in names:
+        k += 1
+    dst = fs.join(folder, name)
+    fs.write_json(f"{dst}.reason.json", {
+        "batch_id": b.batch_id, "feed": b.feed, "landed_path": b.path, "reason": landed.rejected,
+        "encoding": landed.encoding, "extra_columns": list(landed.extra_columns), "rejected_at": _now()})
+    fs.move(b.path, dst)
+    return dst
+
+
+_LINES_SCHEMA = pa.schema([(c, pa.string()) for c in transactions.LINE_COLUMNS])
+
+
+def lines_frame(spark: SparkSession, landed: list[Landed]) -> DataFrame:
+    """One row per received record of the landed transaction files (``transactions.LINE_COLUMNS``) with
+    its batch's ``masters_date`` (the earliest date when the batch has none) and window."""
+    columns: dict[str, list] = {c: [] for c in transactions.LINE_COLUMNS}
+    for f in landed:
+        name = _file_name(f.batch.path)
+        for r in f.records:
+            columns["batch_id"].append(f.batch.batch_id)
+            columns["source_file"].append(name)
+            columns["raw_line"].append(r.raw)
+            for c in transactions.SOURCE_FIELDS:
+                columns[c].append(r.fields[c])
+            columns["record_error_code"].append(r.error[0] if r.error else None)
+            columns["record_error_detail"].append(r.error[1] if r.error else None)
+    text = spark.createDataFrame(pa.table(columns, schema=_LINES_SCHEMA)) if columns["batch_id"] else \
+        spark.createDataFrame([], ", ".join(f"{c} STRING" for c in transactions.LINE_COLUMNS))
+    by_batch = spark.createDataFrame(
+        [(f.batch.batch_id, f.batch.masters_date or dt.date.min, f.batch.window_start, f.batch.window_end)
+         for f in landed], "batch_id STRING, masters_date DATE, window_start TIMESTAMP, window_end TIMESTAMP")
+    return text.join(F.broadcast(by_batch), "batch_id")
+
+
+def date_range() -> transactions.DateRange:
+    cfg = config.landing()
+    return transactions.DateRange(cfg.after_window_minutes, cfg.before_window_days)
 
 
 def _file_name(path: str) -> str:
@@ -125,20 +226,31 @@ def publish_invoice_dates(spark: SparkSession, dates: DataFrame, batch_ids: list
 
 
 def load_transaction_batches(spark: SparkSession, batches: list[Batch]) -> dict[str, dict]:
-    """Load transaction batches into ``transactions_raw`` (partition per batch), quarantine and audit."""
+    """Load transaction batches into ``transactions_raw`` (partition per batch), quarantine and audit.
+
+    A file refused whole (a required column missing, its line count not the manifest's) loads nothing: its
+    audit row says REJECTED with the reason, and the file moves to the rejected area beside a reason file,
+    after the audit is published. The other batches load as usual. Returns each batch's counts, status,
+    encoding, extra columns and reason.
+    """
     if not batches:
         return {}
     started = _now()
+    landed = [read_landed(b, records.TRANSACTION_COLUMNS) for b in batches]
     ids = [b.batch_id for b in batches]
     products, countries = _masters_for_fk(spark)
     classified = transactions.classify_lines(
-        read_batch_lines(spark, batches), products, countries, non_product_patterns()
-    ).persist()
+        lines_frame(spark, [f for f in landed if not f.rejected]), products, countries, non_product_patterns(),
+        date_range()).persist()
     counts = {r.batch_id: {**r.asDict(), "rows_released": 0}
               for r in transactions.batch_counts(classified).collect()}
-    for b in ids:
-        counts.setdefault(b, {"batch_id": b, "rows_received": 0, "rows_loaded": 0, "rows_quarantined": 0,
-                              "rows_duplicate": 0, "rows_released": 0})
+    for f in landed:
+        counts.setdefault(f.batch.batch_id, {"batch_id": f.batch.batch_id, "rows_received": 0, "rows_loaded": 0,
+                                             "rows_quarantined": 0, "rows_duplicate": 0, "rows_released": 0})
+        counts[f.batch.batch_id].update(f.audit)
+        if not f.rejected and counts[f.batch.batch_id]["rows_received"] != len(f.records):
+            raise NothingLostViolation(f"{f.batch.batch_id}: {len(f.records)} records read, "
+                                       f"{counts[f.batch.batch_id]['rows_received']} classified")
     check_nothing_lost(counts)
     previous = wh.read(spark, "transactions_quarantine").where(F.col("batch_id").isin(ids)).cache()
     resolved = previous.where(F.col("resolved_at").isNotNull())
@@ -158,6 +270,10 @@ def load_transaction_batches(spark: SparkSession, batches: list[Batch]) -> dict[
         wh.replace_table(spark, merged.coalesce(1), "transactions_quarantine")
     crash.point("ingest.quarantine_published")
     upsert_audit(spark, audit_rows(spark, batches, counts, started))
+    for f in landed:
+        if f.rejected and not f.moved:
+            counts[f.batch.batch_id]["rejected_to"] = move_rejected(f)
+            log.warning("%s refused: %s", f.batch.path, f.rejected)
     previous.unpersist()
     classified.unpersist()
     return counts
@@ -169,21 +285,64 @@ def record_missing_batch(spark: SparkSession, batch: Batch) -> None:
     upsert_audit(spark, audit_rows(spark, [batch], {}, now, status="MISSING"), only_if_changed=False)
 
 
-def _read_snapshot_csv(spark: SparkSession, batches: list[Batch], schema: str) -> DataFrame:
-    by_file = spark.createDataFrame([(_file_name(b.path), b.window_start.date()) for b in batches],
-                                    "source_file STRING, snapshot_date DATE")
-    df = spark.read.csv([b.path for b in batches], header=True, schema=schema, enforceSchema=False,
-                        mode="FAILFAST", escape='"')
-    return df.withColumn("source_file", F.col("_metadata.file_name")).join(F.broadcast(by_file), "source_file")
+def read_snapshot_rows(spark: SparkSession, batches: list[Batch], columns: list[str]) -> tuple[DataFrame, dict]:
+    """One row per record of the snapshot files: ``snapshot_date, source_file, raw_line``, the columns as
+    text and the reason a record could not be split; and each snapshot date's encoding and extra columns.
+
+    A file that is structurally wrong (empty, no data rows, a required column missing) is refused whole with
+    ``records.RefusedFile`` naming the file: applying it would delete or rewrite the whole master.
+    """
+    names = [*columns, "record_error_code", "record_error_detail"]
+    data: dict[str, list] = {c: [] for c in ["snapshot_date", "source_file", "raw_line", *names]}
+    read: dict[dt.date, dict] = {}
+    for b in batches:
+        landed = read_landed(b, {c: c for c in columns})
+        if landed.rejected or not landed.records:
+            raise records.RefusedFile(f"{b.feed} snapshot {b.path} refused, nothing was applied: "
+                                      f"{landed.rejected or 'the file has a header but no rows'}")
+        day = b.window_start.date()
+        read[day] = {k: v for k, v in landed.audit.items() if k in ("encoding", "extra_columns")}
+        for r in landed.records:
+            data["snapshot_date"].append(day.isoformat())
+            data["source_file"].append(_file_name(b.path))
+            data["raw_line"].append(r.raw)
+            for c in columns:
+                data[c].append(r.fields[c])
+            data["record_error_code"].append(r.error[0] if r.error else None)
+            data["record_error_detail"].append(r.error[1] if r.error else None)
+    table = pa.table(data, schema=pa.schema([(c, pa.string()) for c in data]))
+    return spark.createDataFrame(table).withColumn("snapshot_date", F.col("snapshot_date").cast("date")), read
 
 
-def _snapshot_counts(df: DataFrame, key: str) -> dict[dt.date, dict]:
-    rows = df.groupBy("snapshot_date").agg(
-        F.count(F.lit(1)).alias("rows_received"), F.count_distinct(key).alias("distinct_keys")
+def publish_master_quarantine(spark: SparkSession, feed: str, rows: DataFrame, dates: list[dt.date], now) -> None:
+    """Replace the feed's master quarantine rows of ``dates`` with ``rows`` (``masters.screen_snapshot``'s
+    refused rows). Written before the master table, so a rerun after a crash writes it again."""
+    new = rows.select("snapshot_date", F.lit(feed).alias("feed"), F.col("_key").alias("key"), "raw_line",
+                      "source_file", "reason_code", "reason_detail", F.lit(now).alias("quarantined_at"))
+    existing = wh.read(spark, "master_quarantine")
+    kept = existing.where(~((F.col("feed") == feed) & F.col("snapshot_date").isin(dates)))
+    wh.replace_table(spark, kept.unionByName(new).coalesce(1), "master_quarantine")
+
+
+def _screened(spark: SparkSession, feed: str, batches: list[Batch], columns: list[str], key: str,
+              checks: dict[str, str], started) -> tuple[DataFrame, dict[dt.date, dict]]:
+    """Read snapshot files, refuse bad rows to the master quarantine, and return the good rows (one per key
+    and date, exact duplicates dropped) and each date's counts, encoding and extra columns."""
+    rows, read = read_snapshot_rows(spark, batches, columns)
+    screened = masters.screen_snapshot(rows, key, columns, checks).cache()
+    stats = screened.groupBy("snapshot_date").agg(
+        F.count(F.lit(1)).alias("rows_received"),
+        F.sum(F.col("reason_code").isNotNull().cast("long")).alias("rows_quarantined"),
+        F.count_distinct(F.when(F.col("reason_code").isNull(), F.col(key))).alias("rows_loaded"),
     ).collect()
-    return {r.snapshot_date: {"rows_received": r.rows_received, "rows_loaded": r.distinct_keys,
-                              "rows_quarantined": 0, "rows_duplicate": r.rows_received - r.distinct_keys}
-            for r in rows}
+    counts = {r.snapshot_date: {"rows_received": r.rows_received, "rows_loaded": r.rows_loaded,
+                                "rows_quarantined": r.rows_quarantined,
+                                "rows_duplicate": r.rows_received - r.rows_loaded - r.rows_quarantined,
+                                **read[r.snapshot_date]} for r in stats}
+    if any(c["rows_quarantined"] for c in counts.values()):
+        publish_master_quarantine(spark, feed, screened.where(F.col("reason_code").isNotNull()),
+                                  sorted(counts), started)
+    return screened, counts
 
 
 def pending_snapshots(applied: dict[dt.date, dict], batches: list[Batch]) -> list[Batch]:
@@ -211,7 +370,8 @@ def _audit_snapshots(spark: SparkSession, feed: str, batches: list[Batch]) -> di
         c = applied[b.window_start.date()]
         rows.append((b.batch_id, b.feed, b.window_start, b.window_end, b.path, int(c["rows_received"]),
                      int(c["rows_loaded"]), int(c["rows_quarantined"]), int(c["rows_duplicate"]), 0, "LOADED",
-                     dt.datetime.fromisoformat(c["started_at"]), dt.datetime.fromisoformat(c["finished_at"])))
+                     dt.datetime.fromisoformat(c["started_at"]), dt.datetime.fromisoformat(c["finished_at"]),
+                     c.get("encoding"), c.get("extra_columns"), None))
     upsert_audit(spark, spark.createDataFrame(rows, wh.read(spark, "batch_audit").schema), only_if_changed=True)
     return {b.batch_id: {k: v for k, v in applied[b.window_start.date()].items() if k.startswith("rows_")}
             for b in done}
@@ -228,25 +388,20 @@ def load_product_snapshots(spark: SparkSession, batches: list[Batch]) -> dict[st
         return _audit_snapshots(spark, "products", batches)
     all_batches, batches = batches, todo
     started = _now()
-    raw = _read_snapshot_csv(spark, batches, "stock_code STRING, description STRING, unit_price STRING")
-    snaps = raw.select(
-        "snapshot_date", F.trim("stock_code").alias("stock_code"),
-        F.nullif(F.trim("description"), F.lit("")).alias("description"),
-        F.nullif(F.trim("unit_price"), F.lit("")).alias("unit_price_text"),
-    ).withColumn("unit_price", F.col("unit_price_text").try_cast("decimal(12,3)")).cache()
-    bad = snaps.where(F.col("unit_price_text").isNotNull() & F.col("unit_price").isNull()).limit(5).collect()
-    if bad:
-        raise ValueError(
-            "products snapshot refused, unit_price is not a decimal: "
-            + ", ".join(f"{r.snapshot_date} {r.stock_code}={r.unit_price_text!r}" for r in bad)
-        )
-    counts = _snapshot_counts(snaps, "stock_code")
-    snapshot = snaps.dropDuplicates(["snapshot_date", "stock_code"]).drop("unit_price_text")
-    new_table = masters.apply_product_snapshots(wh.read(spark, "products"), snapshot)
+    screened, counts = _screened(spark, "products", batches, list(records.PRODUCT_COLUMNS), "stock_code",
+                                 {"unit_price": (masters.PRICE_TYPE, "BAD_PRICE")}, started)
+    good = screened.where(F.col("reason_code").isNull())
+    snapshot = good.select("snapshot_date", "stock_code", "description",
+                           F.col("unit_price").cast(masters.PRICE_TYPE).alias("unit_price")) \
+        .dropDuplicates(["snapshot_date", "stock_code"])
+    held = screened.where(F.col("reason_code").isNotNull() & F.col("_key").isNotNull()) \
+        .select("snapshot_date", F.col("_key").alias("stock_code")) \
+        .join(snapshot.select("snapshot_date", "stock_code"), ["snapshot_date", "stock_code"], "left_anti")
+    new_table = masters.apply_product_snapshots(wh.read(spark, "products"), snapshot, held)
     wh.replace_table(spark, new_table.repartition(1), "products",
                      state=snapshot_state(applied, counts, started, _now()))
     crash.point("snapshot.published")
-    snaps.unpersist()
+    screened.unpersist()
     return _audit_snapshots(spark, "products", all_batches)
 
 
@@ -258,12 +413,10 @@ def load_country_snapshots(spark: SparkSession, batches: list[Batch]) -> dict[st
         return _audit_snapshots(spark, "countries", batches)
     all_batches, batches = batches, todo
     started = _now()
-    raw = _read_snapshot_csv(
-        spark, batches,
-        "source_country_name STRING, country_code STRING, iso3 STRING, country_name STRING, region STRING, "
-        "continent STRING",
-    ).drop("source_file").cache()
-    counts = _snapshot_counts(raw, "country_code")
+    screened, counts = _screened(spark, "countries", batches, list(records.COUNTRY_COLUMNS),
+                                 "source_country_name", {}, started)
+    raw = screened.where(F.col("reason_code").isNull()) \
+        .select("snapshot_date", *records.COUNTRY_COLUMNS).dropDuplicates()
     table, changes = masters.apply_country_snapshots(wh.read(spark, "countries"), raw)
     warnings = changes.select("snapshot_date", F.lit("countries").alias("feed"), F.col("country_code").alias("key"),
                               "attribute", "kept_value", "snapshot_value")
@@ -274,7 +427,7 @@ def load_country_snapshots(spark: SparkSession, batches: list[Batch]) -> dict[st
         wh.replace_table(spark, merged.coalesce(1), "master_data_warnings")
     wh.replace_table(spark, table.coalesce(1), "countries", state=snapshot_state(applied, counts, started, _now()))
     crash.point("snapshot.published")
-    raw.unpersist()
+    screened.unpersist()
     return _audit_snapshots(spark, "countries", all_batches)
 
 
@@ -313,8 +466,10 @@ def retry_quarantine(spark: SparkSession, retry_date: dt.date) -> dict[str, int]
     due = F.col("reason_code").isin(*transactions.RETRYABLE_REASONS) & (
         retried_today | (F.col("resolved_at").isNull()
                          & (F.col("last_retry_date").isNull() | (F.col("last_retry_date") < day))))
-    pending = quarantine.where(due).select("batch_id", "source_file", "raw_line",
-                                           day.alias("masters_date")).cache()
+    pending = quarantine.where(due).select(
+        "batch_id", "source_file", "raw_line", *transactions.SOURCE_FIELDS,
+        F.lit(None).cast("string").alias("record_error_code"), F.lit(None).cast("string").alias("record_error_detail"),
+        day.alias("masters_date")).cache()
     retried = pending.count()
     if not retried:
         pending.unpersist()

@@ -30,13 +30,14 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from pipeline import fs
+from pipeline.transforms import records
 
 log = logging.getLogger(__name__)
 
 HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
 WINDOW_HOURS = (0, 4, 8, 12, 16, 20)
-PRODUCT_COLUMNS = ("stock_code", "description", "unit_price")
-COUNTRY_COLUMNS = ("source_country_name", "country_code", "iso3", "country_name", "region", "continent")
+PRODUCT_COLUMNS = records.PRODUCT_COLUMNS
+COUNTRY_COLUMNS = records.COUNTRY_COLUMNS
 
 
 def source_file(source_dir: Path, day: date) -> Path:

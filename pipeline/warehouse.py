@@ -64,12 +64,17 @@ TABLES: dict[str, dict] = {
         "columns": """batch_id STRING, feed STRING, window_start TIMESTAMP, window_end TIMESTAMP,
             source_files STRING, rows_received BIGINT, rows_loaded BIGINT, rows_quarantined BIGINT,
             rows_duplicate BIGINT, rows_released BIGINT, status STRING, started_at TIMESTAMP,
-            finished_at TIMESTAMP""",
+            finished_at TIMESTAMP, encoding STRING, extra_columns STRING, reason STRING""",
     },
     "batch_invoice_dates": {
         "grain": "one row per transaction batch and invoice date it carries lines for (late lines included)",
         "columns": "invoice_date DATE, rows_loaded BIGINT",
         "partition": "batch_id STRING",
+    },
+    "master_quarantine": {
+        "grain": "one row per refused master snapshot record (feed, snapshot date, record), with its reason",
+        "columns": """snapshot_date DATE, feed STRING, key STRING, raw_line STRING, source_file STRING,
+            reason_code STRING, reason_detail STRING, quarantined_at TIMESTAMP""",
     },
     "master_data_warnings": {
         "grain": "one row per ignored master-data change (snapshot date, feed, key, attribute)",

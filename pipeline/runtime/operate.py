@@ -70,17 +70,12 @@ def day_targets(day: dt.date) -> list[luigi.Task]:
 
 
 def late_batches(days: list[dt.date]) -> list[luigi.Task]:
-    """Transaction batches of ``days`` recorded as MISSING whose file has landed since: to load now."""
+    """Transaction batches of ``days`` recorded as MISSING or REJECTED whose file has landed since: to load
+    now."""
     from pipeline.tasks import ingest
 
-    declared = fs.listdir(fs.join(config.warehouse().uri, "_markers", "missing"))
-    out = []
-    for name in sorted(declared):
-        _, day, window = name.removesuffix(".json").split("_")
-        task = ingest.TransactionBatch(dt.datetime.strptime(day, "%Y%m%d").date(), str(int(window)))
-        if task.date in days and task.output().exists() and not task.complete():
-            out.append(task)
-    return out
+    tasks = (ingest.TransactionBatch(d, str(w)) for d in days for w in replay.WINDOW_HOURS)
+    return [t for t in tasks if t.output().exists() and not t.complete()]
 
 
 def targets(days: list[dt.date]) -> list[luigi.Task]:

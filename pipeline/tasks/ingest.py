@@ -60,9 +60,9 @@ def masters_day(day: dt.date, window: int) -> dt.date | None:
 
 def transaction_batch(day: dt.date, window: int) -> load.Batch:
     start = dt.datetime.combine(day, dt.time(window))
-    return load.Batch(replay.batch_id(day, window), "transactions",
-                      replay.landing_paths(config.warehouse().uri, day)["transactions"][window],
-                      start, start + dt.timedelta(hours=4), masters_day(day, window))
+    paths = replay.landing_paths(config.warehouse().uri, day)
+    return load.Batch(replay.batch_id(day, window), "transactions", paths["transactions"][window],
+                      start, start + dt.timedelta(hours=4), masters_day(day, window), paths["manifest"])
 
 
 def snapshot_batch(feed: str, day: dt.date) -> load.Batch:
@@ -150,6 +150,15 @@ def missing_declaration(day: dt.date, window: int) -> luigi.Target:
     return marker("missing", f"{replay.batch_id(day, window)}.json")
 
 
+def alert_rejected(spark, counts: dict[str, dict]) -> None:
+    """One alert per transaction file refused whole, naming the reason and where the file went."""
+    alerts.notify(spark, [Alert(
+        kind="feed", severity="error", subject=f"transaction feed {batch} rejected",
+        body=f"{c['reason']}. Nothing of it was loaded; the file is at {c.get('rejected_to', 'the rejected area')} "
+             "beside a reason file. Land a corrected file at the same path and the next run loads it.",
+        dedupe_key=f"feed:{batch}", condition="REJECTED") for batch, c in counts.items() if c.get("reason")])
+
+
 class TransactionBatch(luigi.Task):
     """Load one 4-hour transaction log batch into ``ecommerce_db.transactions_raw`` (its own partition).
 
@@ -157,7 +166,9 @@ class TransactionBatch(luigi.Task):
     day's; later windows are checked against the same day's masters. A window declared missing
     (``missing_declaration``) is recorded in ``batch_audit`` with status MISSING and no rows, and alerted on,
     so later days can go on; the day's freshness and accounting checks fail until it lands. When its file
-    lands later, the batch is loaded like any other and the date is republished as late input.
+    lands later, the batch is loaded like any other and the date is republished as late input. A file
+    refused whole (``load.load_transaction_batches``) is recorded as REJECTED and alerted on the same way,
+    and a corrected file landed at the same path is loaded by the next run.
     """
 
     date = luigi.DateParameter()
@@ -177,7 +188,8 @@ class TransactionBatch(luigi.Task):
 
     def requires(self):
         masters = masters_day(self.date, self.window_hour)
-        deps = [] if self.declared_missing() else [feed_landed(self.date, self.batch.path)]
+        moved = not fs.target(self.batch.path).exists() and bool(load.rejections(self.batch))
+        deps = [] if self.declared_missing() or moved else [feed_landed(self.date, self.batch.path)]
         if masters:
             deps += [ProductsSnapshot(masters), CountriesSnapshot(masters)]
         return deps
@@ -189,7 +201,8 @@ class TransactionBatch(luigi.Task):
         out = self.output()
         if not out.exists():
             return False
-        return not (fs.read_json(out).get("missing") and fs.target(self.batch.path).exists())
+        done = fs.read_json(out)
+        return not ((done.get("missing") or done.get("status") == "REJECTED") and fs.target(self.batch.path).exists())
 
     @writes_warehouse
     def run(self):
@@ -208,6 +221,7 @@ class TransactionBatch(luigi.Task):
                                          "declared_at": note.get("declared_at")})
             return
         counts = load.load_transaction_batches(spark, [self.batch])
+        alert_rejected(spark, counts)
         write_marker(self.output(), next(iter(counts.values())))
 
 
@@ -291,6 +305,7 @@ class IngestBackfill(luigi.Task):
                    if not TransactionBatch(d, str(w)).complete()]
         progress.info("transactions: loading %d batches of %d days in one pass", len(batches), len(days))
         counts = load.load_transaction_batches(spark, [transaction_batch(d, w) for d, w in batches])
+        alert_rejected(spark, counts)
         for d, w in batches:
             write_marker(TransactionBatch(d, str(w)).output(), counts[replay.batch_id(d, w)])
         result = load.retry_quarantine(spark, days[-1])

@@ -34,6 +34,7 @@ from pipeline.tasks.dw import (
     source_days,
 )
 from pipeline.transforms import anomalies as an
+from pipeline.transforms import records
 from pipeline.transforms import sla as sla_rules
 from pipeline.transforms.alerting import Alert
 
@@ -173,7 +174,7 @@ CHECK_FIELDS = {
     "not_null": ("columns",), "unique": ("columns",), "relationships": ("column", "to", "to_column"),
     "accepted_values": ("column", "values"), "scd2_integrity": ("key",), "batch_accounting": (),
     "volume": ("weeks", "low", "high"), "freshness": ("feed", "tolerance_minutes"),
-    "reconciliation": (), "batch_rows": (), "batch_received": (),
+    "reconciliation": (), "batch_rows": (), "batch_received": (), "batch_encoding": (),
 }
 SEVERITIES = ("error", "warn")
 
@@ -232,10 +233,15 @@ def batches_touched(spark, day: dt.date) -> list[str]:
 
 
 def landed_data_lines(path: str) -> int | None:
-    """Data lines of a landed transaction file (not blank, not the header), or None when it is missing."""
+    """Data records of a landed transaction file (RFC 4180, header and blank lines not counted), or None when
+    it is missing; a file without a readable header has none."""
     if not fs.target(path).exists():
         return None
-    return sum(1 for line in fs.read_text(path).splitlines() if line.strip() and line != replay.HEADER)
+    text, _ = records.decode(fs.read_bytes(path))
+    try:
+        return len(records.parse_file(text, records.TRANSACTION_COLUMNS, config.landing().max_record_chars).records)
+    except records.RefusedFile:
+        return 0
 
 
 def failing_rows(spark, check: dict, day: dt.date) -> DataFrame:
@@ -258,6 +264,10 @@ def failing_rows(spark, check: dict, day: dt.date) -> DataFrame:
     if kind == "reconciliation":
         return reconciliation(spark, [day]).where(~F.col("passed")).select(
             F.concat_ws(" ", "check", F.lit("expected"), "expected", F.lit("got"), "actual").alias("failing_key"))
+    if kind == "batch_encoding":
+        feeds_of_day = [*batches_touched(spark, day), f"products_{day:%Y%m%d}", f"countries_{day:%Y%m%d}"]
+        return checks.batch_encoding(wh.read(spark, "batch_audit").where(F.col("batch_id").isin(feeds_of_day)),
+                                     list(records.UTF8_ENCODINGS))
     if kind in ("batch_rows", "batch_received"):
         touched = batches_touched(spark, day)
         audit = wh.read(spark, "batch_audit").where(F.col("batch_id").isin(touched))

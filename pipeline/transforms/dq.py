@@ -93,6 +93,13 @@ def batch_received(audit: DataFrame, landed: DataFrame) -> DataFrame:
         F.coalesce(F.col("rows_received").cast("string"), F.lit("no audit row"))).alias("failing_key"))
 
 
+def batch_encoding(audit: DataFrame, expected: list[str]) -> DataFrame:
+    """Batches whose file was not in one of the ``expected`` encodings (it was decoded, and the audit says
+    with which: worth asking the source system why)."""
+    return audit.where(F.col("encoding").isNotNull() & ~F.col("encoding").isin(expected)).select(
+        F.format_string("%s: read as %s", "batch_id", "encoding").alias("failing_key"))
+
+
 def volume(counts: DataFrame, day, weeks: int, low: float, high: float) -> DataFrame:
     """The day's row count against the mean of the same weekday over the previous ``weeks`` weeks.
 

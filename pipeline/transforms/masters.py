@@ -13,6 +13,7 @@ PRODUCT_COLUMNS = ["product_key", "stock_code", "description", "unit_price", "va
 COUNTRY_ATTRIBUTES = ["country_name", "iso3", "region", "continent", "source_country_name"]
 COUNTRY_COLUMNS = ["country_code", "country_name", "iso3", "region", "continent", "source_country_name",
                    "first_seen"]
+PRICE_TYPE = "decimal(12,3)"
 
 
 class OutOfOrderSnapshot(ValueError):
@@ -35,12 +36,45 @@ def plan_snapshots(applied: set[dt.date], requested: list[dt.date]) -> list[dt.d
     return todo
 
 
+def screen_snapshot(rows: DataFrame, key: str, columns: list[str], typed: dict[str, tuple[str, str]]) -> DataFrame:
+    """Decide which snapshot records are applied: each row gets ``reason_code, reason_detail`` (NULL: good).
+
+    ``rows``: one row per snapshot record, ``snapshot_date, source_file, raw_line``, the ``columns`` as text
+    and ``record_error_code, record_error_detail`` (a record that could not be split). ``typed``: column ->
+    (type it must cast to, reason code when it does not). Refused: unsplittable records, an empty ``key``, a
+    value of the wrong type, and every record of a key listed twice on a date with different values (exact
+    repeats are not a conflict). Values are trimmed, empty ones become NULL; ``_key`` holds the key.
+    """
+    trimmed = rows.select("snapshot_date", "source_file", "raw_line", "record_error_code", "record_error_detail",
+                          *[F.nullif(F.trim(c), F.lit("")).alias(c) for c in columns]).withColumn("_key", F.col(key))
+
+    def why(code, detail) -> F.Column:
+        return F.struct(F.lit(code).alias("code"), detail.alias("detail"))
+
+    reason = F.when(F.col("record_error_code").isNotNull(),
+                    F.struct(F.col("record_error_code").alias("code"), F.col("record_error_detail").alias("detail")))
+    reason = reason.when(F.col("_key").isNull(), why("EMPTY_KEY", F.lit(f"{key} is empty")))
+    for column, (kind, code) in typed.items():
+        reason = reason.when(F.col(column).isNotNull() & F.col(column).try_cast(kind).isNull(),
+                             why(code, F.format_string(f"{column} '%s' is not a {kind}", F.col(column))))
+    first = trimmed.withColumn("_why", reason)
+    sig = F.when(F.col("_why").isNull(), F.to_json(F.struct(*columns)))
+    per_key = Window.partitionBy("snapshot_date", "_key")
+    conflicting = F.size(F.collect_set(sig).over(per_key)) > 1
+    final = F.when(F.col("_why").isNotNull(), F.col("_why")).when(
+        conflicting, why("CONFLICTING_DUPLICATE",
+                         F.format_string(f"{key} '%s' is listed more than once with different values", "_key")))
+    return first.withColumn("_why", final).select(
+        "snapshot_date", "source_file", "raw_line", *columns, "_key",
+        F.col("_why.code").alias("reason_code"), F.col("_why.detail").alias("reason_detail"))
+
+
 def product_key(stock_code: str, valid_from: str) -> F.Column:
     """Surrogate key: a stable hash of the natural key and version start, so rebuilds give the same keys."""
     return F.pmod(F.xxhash64(F.col(stock_code), F.col(valid_from).cast("string")), F.lit(2**62)).cast("bigint")
 
 
-def apply_product_snapshots(current: DataFrame, snapshots: DataFrame) -> DataFrame:
+def apply_product_snapshots(current: DataFrame, snapshots: DataFrame, held: DataFrame | None = None) -> DataFrame:
     """Apply full product snapshots (one or many dates, all newer than ``current``) as SCD Type 2.
 
     ``current``: the products table (one row per stock code version).
@@ -48,6 +82,8 @@ def apply_product_snapshots(current: DataFrame, snapshots: DataFrame) -> DataFra
     A version opens when a code first appears, when its description or price changes (NULL-safe) or
     when it returns after missing from a snapshot; it closes (``valid_to`` = that snapshot's date) on
     the next change or the first snapshot that omits the code. Result grain: one row per code version.
+    ``held``: ``snapshot_date, stock_code`` whose record was refused on that date: the code keeps its
+    version as if that snapshot had not mentioned it either way (neither changed nor deleted).
     """
     open_rows = current.where("is_current")
     closed_rows = current.where(~F.col("is_current")).select(*PRODUCT_COLUMNS)
@@ -61,6 +97,9 @@ def apply_product_snapshots(current: DataFrame, snapshots: DataFrame) -> DataFra
                 F.col("snapshot_present").isNotNull().alias("present"),
                 F.lit(None).cast("bigint").alias("product_key"), F.lit(False).alias("is_base"))
     )
+    if held is not None:
+        grid = grid.join(held.select("stock_code", F.col("snapshot_date").alias("event_date")),
+                         ["stock_code", "event_date"], "left_anti")
     base = open_rows.select(
         "stock_code", F.col("valid_from").alias("event_date"), "description", "unit_price",
         F.lit(True).alias("present"), "product_key", F.lit(True).alias("is_base"),

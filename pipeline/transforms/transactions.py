@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -11,8 +13,19 @@ DATE_FORMATS = ["yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd HH:mm", "yyyy-MM-dd'T'HH:mm:s
                 "M/d/yyyy H:mm", "M/d/yyyy H:mm:ss"]
 RETRYABLE_REASONS = ("UNKNOWN_PRODUCT", "UNKNOWN_COUNTRY")
 PRICE_TYPE = "decimal(12,3)"
-# commas outside double quotes
-_FIELD_SEPARATOR = r',(?=(?:[^"]*"[^"]*")*[^"]*$)'
+# A line amount this large (GBP) cannot be real, and a day of such lines would overflow the marts' sums.
+MAX_LINE_AMOUNT = 10**12
+LINE_COLUMNS = ["batch_id", "source_file", "raw_line", *SOURCE_FIELDS, "record_error_code",
+                "record_error_detail"]
+
+
+@dataclass(frozen=True)
+class DateRange:
+    """How far a line's timestamp may lie from its batch window: ``after_end_minutes`` past the window's end,
+    ``before_start_days`` before its start."""
+
+    after_end_minutes: int = 60
+    before_start_days: int = 31
 
 LOADED_COLUMNS = ["invoice_no", "stock_code", "description", "quantity", "invoice_ts", "unit_price",
                   "customer_id", "country_name", "country_code", "is_cancellation", "is_negative_quantity",
@@ -21,24 +34,12 @@ QUARANTINE_FIELDS = [*SOURCE_FIELDS, "raw_line", "source_file", "batch_id", "rea
 
 
 def mark_duplicates(lines: DataFrame) -> DataFrame:
-    """Flag exact duplicate lines of a batch (all source columns equal); the first copy is kept.
+    """Flag exact duplicate lines of a batch (same record text); the first copy is kept.
 
-    Input: one row per data line of a batch file: ``batch_id, source_file, raw_line``.
+    Input: one row per data record of a batch file: ``batch_id, source_file, raw_line``.
     """
     w = Window.partitionBy("batch_id", "raw_line").orderBy("source_file")
     return lines.withColumn("is_duplicate", F.row_number().over(w) > 1)
-
-
-def parse_lines(lines: DataFrame) -> DataFrame:
-    """Split each raw CSV line into the eight source fields (text) plus a field count."""
-    schema = ", ".join(f"{c} STRING" for c in SOURCE_FIELDS)
-    parsed = F.from_csv(F.col("raw_line"), schema, {"escape": '"', "mode": "PERMISSIVE"})
-    return (
-        lines.withColumn("_field_count", F.size(F.split("raw_line", _FIELD_SEPARATOR)))
-        .withColumn("_f", parsed)
-        .select("*", *[F.col("_f")[c].alias(c) for c in SOURCE_FIELDS])
-        .drop("_f")
-    )
 
 
 def _trimmed(name: str) -> Column:
@@ -51,6 +52,7 @@ def _quoted(label: str, name: str) -> Column:
 
 def type_fields(parsed: DataFrame) -> DataFrame:
     """Typed columns from the text fields; a value that does not parse stays NULL (reason set later)."""
+    amount = F.col("_quantity").cast("decimal(10,0)") * F.col("_unit_price")
     ts = F.coalesce(*[F.try_to_timestamp(_trimmed("invoice_date"), F.lit(f)) for f in DATE_FORMATS])
     qty_ok = _trimmed("quantity").rlike(r"^[+-]?\d{1,9}$")
     price_ok = _trimmed("unit_price").rlike(r"^[+-]?\d{1,9}(\.\d{1,3})?$")
@@ -66,13 +68,19 @@ def type_fields(parsed: DataFrame) -> DataFrame:
         F.when(customer_ok, F.regexp_extract(customer, r"^(\d+)", 1).cast("int")).alias("_customer_id"),
         customer_ok.alias("_customer_ok"),
         _trimmed("country").alias("_country"),
-    )
+    ).withColumn("_amount_ok", F.abs(amount) < F.lit(MAX_LINE_AMOUNT))
 
 
 def classify_lines(
-    lines: DataFrame, product_codes: DataFrame, countries: DataFrame, non_product_patterns: list[str]
+    lines: DataFrame, product_codes: DataFrame, countries: DataFrame, non_product_patterns: list[str],
+    date_range: DateRange = DateRange(),
 ) -> DataFrame:
     """Decide the fate of every received line: ``loaded``, ``quarantined`` (with a reason) or ``duplicate``.
+
+    ``lines``: one row per received record, ``LINE_COLUMNS`` (the eight source fields as text, and the
+    reason a record could not be split into them), optionally ``masters_date`` and the batch's
+    ``window_start, window_end``: a line dated after the window's end (plus ``date_range``'s tolerance) or
+    too long before its start is ``OUT_OF_RANGE_DATE``.
 
     ``product_codes``: ``stock_code`` of every product the master knows (any version), optionally with
     ``known_from``, the first snapshot date that listed it. ``countries``: ``source_country_name,
@@ -82,9 +90,14 @@ def classify_lines(
     Cancellations, negative quantities, zero or negative prices and non-product codes are business
     events: they are loaded and flagged, never quarantined. Grain: one row per received line.
     """
-    typed = type_fields(parse_lines(mark_duplicates(lines)))
-    if "masters_date" not in typed.columns:
-        typed = typed.withColumn("masters_date", F.lit(None).cast("date"))
+    typed = type_fields(mark_duplicates(lines))
+    for column, kind in (("masters_date", "date"), ("window_start", "timestamp"), ("window_end", "timestamp")):
+        if column not in typed.columns:
+            typed = typed.withColumn(column, F.lit(None).cast(kind))
+    too_late = F.col("_invoice_ts") > F.col("window_end") + F.make_dt_interval(
+        mins=F.lit(date_range.after_end_minutes))
+    too_early = F.col("_invoice_ts") < F.col("window_start") - F.make_dt_interval(
+        days=F.lit(date_range.before_start_days))
 
     def since(df: DataFrame) -> Column:
         return F.col("known_from") if "known_from" in df.columns else F.lit(None).cast("date")
@@ -106,10 +119,8 @@ def classify_lines(
     )
     fmt_list = ", ".join(DATE_FORMATS)
     reason = (
-        F.when(F.col("_field_count") != len(SOURCE_FIELDS),
-               F.struct(F.lit("UNPARSEABLE_ROW").alias("code"),
-                        F.format_string(f"expected {len(SOURCE_FIELDS)} fields, found %d", "_field_count")
-                        .alias("detail")))
+        F.when(F.col("record_error_code").isNotNull(),
+               F.struct(F.col("record_error_code").alias("code"), F.col("record_error_detail").alias("detail")))
         .when(F.col("_invoice_no").isNull(),
               F.struct(F.lit("MISSING_INVOICE_NO").alias("code"), F.lit("InvoiceNo is empty").alias("detail")))
         .when(F.col("_stock_code").isNull(),
@@ -125,6 +136,18 @@ def classify_lines(
               F.struct(F.lit("BAD_PRICE").alias("code"),
                        F.concat(_quoted("UnitPrice", "unit_price"),
                                 F.lit(" is not a decimal with at most 3 places")).alias("detail")))
+        .when(~F.col("_amount_ok"),
+              F.struct(F.lit("BAD_AMOUNT").alias("code"),
+                       F.concat(_quoted("Quantity", "quantity"), F.lit(" x "), _quoted("UnitPrice", "unit_price"),
+                                F.lit(f" is not below {MAX_LINE_AMOUNT:,} GBP")).alias("detail")))
+        .when(F.coalesce(too_late | too_early, F.lit(False)),
+              F.struct(F.lit("OUT_OF_RANGE_DATE").alias("code"),
+                       F.concat(_quoted("InvoiceDate", "invoice_date"),
+                                F.format_string(
+                                    f" is after the batch window's end %s (+{date_range.after_end_minutes} min) "
+                                    f"or more than {date_range.before_start_days} days before its start %s",
+                                    F.col("window_end").cast("string"), F.col("window_start").cast("string")))
+                       .alias("detail")))
         .when(~F.col("_customer_ok"),
               F.struct(F.lit("BAD_CUSTOMER_ID").alias("code"),
                        F.concat(_quoted("CustomerID", "customer_id"),

@@ -4,6 +4,7 @@ import configparser
 import contextlib
 import datetime as dt
 import email
+import json
 import os
 import socket
 import subprocess
@@ -47,9 +48,7 @@ def stack(tmp_path_factory):
 @pytest.fixture(scope="session")
 def ingested(stack):
     run_luigi("ReplayDay", "--date", str(DAYS[1]))
-    path = warehouse_path(replay.landing_paths(stack["warehouse"], DAYS[1])["transactions"][0])
-    with open(path, "a") as fh:
-        fh.write("\n".join([INJECTED, INJECTED, BAD_DATE_LINE, ATLANTIS_LINE]) + "\n")
+    append_lines(stack["warehouse"], DAYS[1], 0, [INJECTED, INJECTED, BAD_DATE_LINE, ATLANTIS_LINE])
     run_luigi("RangeDaily", "--of", "IngestDay", "--start", str(DAYS[0]), "--stop", str(DAYS[-1] + dt.timedelta(1)))
     return stack
 
@@ -146,6 +145,20 @@ def overlay_env(stack: dict, path: Path, section: str, **values: str) -> dict:
 
 def warehouse_path(uri: str) -> Path:
     return Path(uri.removeprefix("file://"))
+
+
+def append_lines(warehouse: str, day: dt.date, window: int, lines: list[str]) -> Path:
+    """Lines the source system adds to a landed transaction window, counted in the day's manifest as the
+    source system would; returns the file."""
+    paths = replay.landing_paths(warehouse, day)
+    path = warehouse_path(paths["transactions"][window])
+    with open(path, "a") as fh:
+        fh.write("\n".join(lines) + "\n")
+    manifest = warehouse_path(paths["manifest"])
+    content = json.loads(manifest.read_text())
+    content["transactions"][replay.batch_id(day, window)]["lines"] += len(lines)
+    manifest.write_text(json.dumps(content))
+    return path
 
 
 def marker_path(stack: dict, *parts: str) -> Path:

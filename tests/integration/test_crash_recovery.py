@@ -28,7 +28,7 @@ import pytest
 
 from pipeline import replay
 from pipeline.io import crash
-from tests.integration.conftest import ROOT, separate_stack, warehouse_path
+from tests.integration.conftest import ROOT, append_lines, separate_stack
 from tests.integration.realdata import DAYS, INJECTED, fields, source_lines
 
 pytestmark = pytest.mark.integration
@@ -63,9 +63,7 @@ RUN = [sys.executable, "-m", "pipeline", "run", "--start", str(DAYS[0]), "--end"
 def land_days(stack) -> None:
     """The two days' feeds, with the injected lines in the second day's first window."""
     stack.luigi("ReplayDay", "--date", str(DAYS[1]))
-    path = warehouse_path(replay.landing_paths(f"file://{stack.state}/warehouse", DAYS[1])["transactions"][0])
-    with open(path, "a") as fh:
-        fh.write("\n".join([INJECTED, INJECTED]) + "\n")
+    append_lines(f"file://{stack.state}/warehouse", DAYS[1], 0, [INJECTED, INJECTED])
 
 
 def run_pipeline(stack, crash_at: str = "", timeout: float = 1200) -> subprocess.CompletedProcess:

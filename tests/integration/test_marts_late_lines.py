@@ -9,8 +9,8 @@ from decimal import Decimal
 
 import pytest
 
-from pipeline import hs2, replay
-from tests.integration.conftest import marker_path, run_luigi, warehouse_path
+from pipeline import hs2
+from tests.integration.conftest import append_lines, marker_path, run_luigi
 from tests.integration.realdata import DAYS
 
 pytestmark = pytest.mark.integration
@@ -54,9 +54,7 @@ def late(marts):
               "ready": ready_records(),
               "second_day": snapshot(DAYS[1])}
     run_luigi("ReplayDay", "--date", str(NEXT_DAY))
-    path = warehouse_path(replay.landing_paths(marts["warehouse"], NEXT_DAY)["transactions"][8])
-    with open(path, "a") as fh:
-        fh.write(LATE_LINE + "\n")
+    append_lines(marts["warehouse"], NEXT_DAY, 8, [LATE_LINE])
     run_luigi("MartsReady", "--date", str(NEXT_DAY), module="pipeline.tasks.dw")
     return {**marts, "before": before}
 

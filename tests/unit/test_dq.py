@@ -119,3 +119,10 @@ def test_batch_received(spark, landed, expected):
     audit = spark.createDataFrame([("tx_a", 5, 3), ("tx_b", 1, 0)], AUDIT)
     files = spark.createDataFrame(landed, "batch_id STRING, data_lines BIGINT")
     assert keys(dq.batch_received(audit, files)) == expected
+
+
+def test_batch_encoding_flags_files_not_read_as_utf8(spark):
+    audit = spark.createDataFrame([("tx_a", "utf-8"), ("tx_b", "utf-8-sig"), ("tx_c", "cp1252"), ("tx_d", None),
+                                   ("products_x", "latin-1")], "batch_id STRING, encoding STRING")
+    assert sorted(keys(dq.batch_encoding(audit, ["utf-8", "utf-8-sig"]))) == [
+        "products_x: read as latin-1", "tx_c: read as cp1252"]

@@ -154,3 +154,42 @@ def test_scd0_rerun_of_known_snapshot_changes_nothing(spark):
     table, changes = masters.apply_country_snapshots(current, snaps)
     assertDataFrameEqual(table, current)
     assert changes.count() == 0
+
+
+SCREEN = ("snapshot_date DATE, source_file STRING, raw_line STRING, record_error_code STRING, "
+          "record_error_detail STRING, stock_code STRING, description STRING, unit_price STRING")
+
+
+@pytest.mark.parametrize("rows, reasons", [
+    ([("A", "LANTERN", "2.55")], [None]),
+    ([("A", "LANTERN", "2,55")], ["BAD_PRICE"]),
+    ([("A", "LANTERN", "")], [None]),                                    # no price yet is allowed
+    ([(" ", "LANTERN", "2.55")], ["EMPTY_KEY"]),
+    ([("A", "LANTERN", "2.55"), ("A", "LANTERN", "2.55")], [None, None]),   # an exact repeat: a duplicate
+    ([("A", "LANTERN", "2.55"), ("A", "LANTERN", "2.60")], ["CONFLICTING_DUPLICATE"] * 2),
+    ([("A", "LANTERN", "2.55"), ("A", "LANTERN", "x"), ("B", "CUP", "1")], [None, "BAD_PRICE", None]),
+])
+def test_screen_snapshot_refuses_bad_rows_with_a_reason(spark, rows, reasons):
+    df = spark.createDataFrame([(D1, "p.csv", ",".join(r), None, None, *r) for r in rows], SCREEN)
+    got = masters.screen_snapshot(df, "stock_code", ["stock_code", "description", "unit_price"],
+                                  {"unit_price": ("decimal(12,3)", "BAD_PRICE")})
+    by_line = sorted((r.raw_line, r.reason_code) for r in got.collect())
+    assert by_line == sorted((",".join(r), why) for r, why in zip(rows, reasons, strict=True))
+
+
+def test_a_record_the_reader_could_not_split_is_refused_with_its_reason(spark):
+    df = spark.createDataFrame([(D1, "p.csv", "A,B", "UNPARSEABLE_ROW", "expected 3 fields, found 2", "A", "B",
+                                 None)], SCREEN)
+    row = masters.screen_snapshot(df, "stock_code", ["stock_code", "description", "unit_price"], {}).first()
+    assert (row.reason_code, row.reason_detail) == ("UNPARSEABLE_ROW", "expected 3 fields, found 2")
+
+
+def test_a_held_code_keeps_its_version_on_that_date(spark):
+    """A's record on D2 was refused: A is neither changed nor closed on D2, and changes on D3."""
+    cur = spark.createDataFrame([A_V1], PRODUCTS)
+    snaps = spark.createDataFrame([(D2, "B", "CUP", D("1.000")), (D3, "A", "LANTERN", D("2.990")),
+                                   (D3, "B", "CUP", D("1.000"))], SNAPSHOT)
+    held = spark.createDataFrame([(D2, "A")], "snapshot_date DATE, stock_code STRING")
+    got = masters.apply_product_snapshots(cur, snaps, held).where("stock_code = 'A'")
+    assertDataFrameEqual(versions(got), expect(spark, [
+        ("A", "LANTERN", D("2.550"), D1, D3, False), ("A", "LANTERN", D("2.990"), D3, HIGH, True)]))

@@ -6,6 +6,7 @@ from pyspark.sql import functions as F
 
 from pipeline import fs, replay, synthetic
 from pipeline.transforms import transactions as tx
+from tests.unit.received import received
 
 
 def generated(tmp_path, **kw):
@@ -46,9 +47,9 @@ def test_exactly_the_bad_rows_are_quarantined(spark, tmp_path):
     day = spec.start + dt.timedelta(1)
     paths = replay.landing_paths(root, day)
     manifest = fs.read_json(paths["manifest"])
-    lines = [(bid, f"{bid}.csv", ln) for bid in manifest["transactions"]
+    lines = [(bid, ln) for bid in manifest["transactions"]
              for ln in fs.read_text(manifest["transactions"][bid]["path"]).splitlines()[1:] if ln]
-    df = spark.createDataFrame(lines, "batch_id STRING, source_file STRING, raw_line STRING")
+    df = received(spark, lines)
     products = spark.createDataFrame([(r["stock_code"],) for r in read_csv(paths["products"])], "stock_code STRING")
     countries = spark.createDataFrame([(r["source_country_name"], r["country_code"])
                                        for r in read_csv(paths["countries"])],

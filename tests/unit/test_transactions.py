@@ -6,6 +6,7 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from pipeline.transforms import transactions as tx
+from tests.unit.received import received
 
 PRODUCTS = [("85123A",), ("POST",), ("22633",)]
 COUNTRIES = [("United Kingdom", "GB"), ("EIRE", "IE")]
@@ -14,8 +15,7 @@ GOOD = "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,2010-12-01 08:26:00,2
 
 
 def classify(spark, *lines, batch="tx_20101201_08"):
-    df = spark.createDataFrame([(batch, f"{batch}.csv", ln) for ln in lines],
-                               "batch_id STRING, source_file STRING, raw_line STRING")
+    df = received(spark, [(batch, ln) for ln in lines])
     products = spark.createDataFrame(PRODUCTS, "stock_code STRING")
     countries = spark.createDataFrame(COUNTRIES, "source_country_name STRING, country_code STRING")
     return tx.classify_lines(df, products, countries, NON_PRODUCT)
@@ -153,8 +153,7 @@ def _quarantine_schema(spark):
     (None, "loaded"),                        # no masters date: any version counts
 ])
 def test_a_product_counts_as_known_from_its_first_snapshot_only(spark, masters_date, outcome):
-    lines = spark.createDataFrame([("tx_20101202_00", "tx_20101202_00.csv", GOOD, masters_date)],
-                                  "batch_id STRING, source_file STRING, raw_line STRING, masters_date DATE")
+    lines = received(spark, [("tx_20101202_00", GOOD, masters_date)], "masters_date DATE")
     products = spark.createDataFrame([("85123A", dt.date(2010, 12, 2)), ("85123A", dt.date(2010, 12, 5))],
                                      "stock_code STRING, known_from DATE")
     countries = spark.createDataFrame(COUNTRIES, "source_country_name STRING, country_code STRING")
@@ -162,3 +161,43 @@ def test_a_product_counts_as_known_from_its_first_snapshot_only(spark, masters_d
     assert row.outcome == outcome
     if outcome == "quarantined":
         assert row.reason_code == "UNKNOWN_PRODUCT"
+
+
+WINDOW = (dt.datetime(2010, 12, 1, 8), dt.datetime(2010, 12, 1, 12))
+
+
+@pytest.mark.parametrize("ts, outcome", [
+    ("2010-12-01 08:26:00", "loaded"),
+    ("2010-12-01 12:59:00", "loaded"),          # within 60 minutes after the window's end
+    ("2010-12-01 13:01:00", "quarantined"),
+    ("2099-01-01 00:00:00", "quarantined"),
+    ("2010-11-01 08:00:00", "loaded"),          # 30 days before the window's start: a late line
+    ("2010-10-30 08:00:00", "quarantined"),
+])
+def test_a_line_dated_out_of_its_window_range_is_quarantined(spark, ts, outcome):
+    line = f"536365,85123A,X,6,{ts},2.55,17850.0,United Kingdom"
+    lines = received(spark, [("tx_20101201_08", line, *WINDOW)], "window_start TIMESTAMP, window_end TIMESTAMP")
+    products = spark.createDataFrame(PRODUCTS, "stock_code STRING")
+    countries = spark.createDataFrame(COUNTRIES, "source_country_name STRING, country_code STRING")
+    row = tx.classify_lines(lines, products, countries, NON_PRODUCT, tx.DateRange(60, 31)).collect()[0]
+    assert row.outcome == outcome
+    if outcome == "quarantined":
+        assert row.reason_code == "OUT_OF_RANGE_DATE" and ts in row.reason_detail
+
+
+@pytest.mark.parametrize("qty, price, outcome", [
+    ("999999999", "999999999.999", "quarantined"),   # overflows decimal(18,3)
+    ("1001", "999999999", "quarantined"),            # over 10^12 GBP: not a real line
+    ("-1001", "999999999", "quarantined"),
+    ("1000", "999999", "loaded"),
+])
+def test_an_amount_too_large_for_the_amount_type_is_bad_amount(spark, qty, price, outcome):
+    row = one(spark, f"536365,85123A,X,{qty},2010-12-01 08:26:00,{price},17850.0,United Kingdom")
+    assert row.outcome == outcome
+    if outcome == "quarantined":
+        assert row.reason_code == "BAD_AMOUNT"
+
+
+def test_a_record_the_reader_could_not_split_keeps_its_reason(spark):
+    row = one(spark, "x" * 70000)
+    assert (row.outcome, row.reason_code) == ("quarantined", "LINE_TOO_LONG")

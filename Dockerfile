@@ -1,11 +1,15 @@
 # The pipeline image: the same code and pinned Python dependencies as the embedded mode (setup.cfg), with Java
 # for Spark. One image runs the Luigi workers (scheduler container), the Hive metastore (PostgreSQL JDBC driver
-# from Debian), the Spark master and workers, the Spark Thrift Server (HiveServer2), luigid and the dashboard;
-# docker-compose.yaml picks the command.
+# from Debian), the Spark master and workers, the Spark Thrift Server (HiveServer2, with LDAP logins:
+# conf/docker/hiveserver2.py), luigid and the dashboard; docker-compose.yaml picks the command and gives each
+# container only its own secrets and HDFS identity (HADOOP_USER_NAME). The image holds no secret. The LDAP
+# directory is an image of its own: conf/docker/ldap.Dockerfile.
 FROM python:3.11.7-slim-bookworm
 
+# the JDK, not only the JRE: HiveServer2 compiles its query guard (pipeline.runtime.query_guard) with javac on its
+# first start
 RUN apt-get update \
- && apt-get install -y --no-install-recommends openjdk-17-jre-headless libpostgresql-jdbc-java procps tini \
+ && apt-get install -y --no-install-recommends openjdk-17-jdk-headless libpostgresql-jdbc-java procps tini \
  && rm -rf /var/lib/apt/lists/*
 ENV JAVA_HOME=/usr/lib/jvm/java-17-openjdk-amd64 \
     SPARK_WORKER_DIR=/var/lib/ecommerce/spark-work \

@@ -33,11 +33,14 @@ def _pool() -> queue.LifoQueue:
 
 
 def _connect():
+    """A new session as the dashboard's own account: an LDAP login (``auth="LDAP"``, PyHive's SASL PLAIN through
+    pure-sasl) as ``$ECOM_HS2_USER`` (default ``dashboard``) with ``$ECOM_HS2_PASSWORD`` when that is set, as in
+    the compose stack; otherwise the embedded HiveServer2's NOSASL."""
     from pyhive import hive
 
     config.load_profile()
     cfg = config.hiveserver2()
-    conn = hive.connect(host=cfg.host, port=cfg.port, auth="NOSASL", username="dashboard")
+    conn = hive.connect(host=cfg.host, port=cfg.port, **cfg.login("dashboard"))
     cur = conn.cursor()
     try:  # this session only: min/max/distinct of a partition column are read from the metastore
         cur.execute("SET spark.sql.optimizer.metadataOnly=true")

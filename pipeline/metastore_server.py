@@ -3,7 +3,9 @@
 Runs as ``python -m pipeline.metastore_server --host 127.0.0.1 --port 9083 --conf-dir DIR``: starts a JVM
 with the Hive 2.3 jars of the pyspark wheel and ``hive-site.xml`` from ``DIR`` on the class path, builds the
 same handler and Thrift server as ``HiveMetaStore.startMetaStore`` (binary protocol, unframed, UGI-aware
-processor) on a server socket bound to ``--host``, and serves until the process is stopped.
+processor) on a server socket bound to ``--host``, and serves until the process is stopped. This process
+drives that JVM through a py4j gateway on 127.0.0.1 that requires a random per-process auth token
+(:func:`start_gateway`).
 
 Online backup of a Derby catalog: embedded Derby admits one JVM, so the backup runs inside this one. A client
 writes ``<id>.request`` (JSON ``{"target": "<dir>"}``) into the request directory (``--backup-requests``,
@@ -129,6 +131,21 @@ def _write_atomically(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def start_gateway(classpath: str, java_opts: list[str]) -> JavaGateway:
+    """The metastore's JVM and this process's connection to it. The py4j gateway drives that JVM (any class,
+    any method), so it answers only a client with the random token py4j's launcher generates for this JVM
+    (``--enable-auth``; handed over on the JVM's stdout, never on a command line or in a file), and py4j's
+    launcher binds it to 127.0.0.1 (``GatewayServer.DEFAULT_ADDRESS``). Its port is logged; it is no secret."""
+    port, token = launch_gateway(
+        classpath=classpath, javaopts=java_opts, die_on_exit=True, enable_auth=True,
+        redirect_stdout=sys.stdout, redirect_stderr=sys.stderr,
+    )
+    gateway = JavaGateway(gateway_parameters=GatewayParameters(
+        address="127.0.0.1", port=port, auth_token=token, auto_convert=True))
+    print(f"metastore py4j gateway on 127.0.0.1:{port} (auth token required)", flush=True)
+    return gateway
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -144,12 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                              "database)")
     args = parser.parse_args(argv)
 
-    gateway_port = launch_gateway(
-        classpath=":".join([f"{args.jars}/*", args.conf_dir, *args.classpath]), javaopts=args.java_opt,
-        die_on_exit=True,
-        redirect_stdout=sys.stdout, redirect_stderr=sys.stderr,
-    )
-    gateway = JavaGateway(gateway_parameters=GatewayParameters(port=gateway_port, auto_convert=True))
+    gateway = start_gateway(":".join([f"{args.jars}/*", args.conf_dir, *args.classpath]), args.java_opt)
     jvm = gateway.jvm
     hive = jvm.org.apache.hadoop.hive
     conf = hive.conf.HiveConf()

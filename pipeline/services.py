@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 import luigi.configuration
 
 from pipeline import config
+from pipeline.runtime import query_guard
 from pipeline.spark import METASTORE_IN_FILTER
 
 log = logging.getLogger(__name__)
@@ -239,11 +240,23 @@ class Metastore(Service):
 
 
 class HiveServer2(Service):
-    """Spark Thrift Server (HiveServer2 protocol) sharing the metastore; PyHive connects with auth=NOSASL."""
+    """Spark Thrift Server (HiveServer2 protocol) sharing the metastore; PyHive connects with auth=NOSASL.
+
+    Unauthenticated, so it binds to the configured (loopback) host only, and it is a query service, not a
+    shell: SQL on files is off (``spark.sql.runSQLOnFiles=false``) and the query guard
+    (``pipeline.runtime.query_guard``, a Spark SQL extension compiled with ``javac`` into the state dir on
+    first start) refuses reflection, ``TRANSFORM ... USING`` scripts, ``ADD JAR/FILE/ARCHIVE``,
+    ``CREATE FUNCTION``, ``LOAD DATA`` and turning SQL on files back on. The pipeline's own Spark session
+    loads neither.
+    """
 
     def command(self):
         require_java()
         home = spark_home()
+        try:
+            guard = query_guard.ensure_jar(self.state_dir, home / "jars")
+        except query_guard.GuardBuildError as exc:
+            raise ServiceError(f"{self.name}: {exc}") from None
         ms = config.metastore()
         log_dir = self.state_dir / "logs"
         env = dict(os.environ, SPARK_HOME=str(home), PYSPARK_PYTHON=sys.executable, SPARK_LOCAL_IP=self.host)
@@ -261,6 +274,9 @@ class HiveServer2(Service):
             "--conf", "spark.ui.enabled=false",
             "--conf", "=".join(METASTORE_IN_FILTER),
             "--conf", f"spark.driver.extraJavaOptions={opts}",
+            "--conf", "spark.sql.runSQLOnFiles=false",
+            "--conf", f"spark.sql.extensions={query_guard.EXTENSION}",
+            "--jars", str(guard),
             "--class", "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2",
             "spark-internal",
             "--hiveconf", f"hive.server2.thrift.bind.host={self.host}",

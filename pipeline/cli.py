@@ -204,13 +204,22 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _purchases_link(args: argparse.Namespace) -> int:
+    import os
+
     from dashboard import auth
 
     try:
-        print(auth.purchases_url(args.customer_id, args.base_url))
+        max_age_s = auth.link_max_age_s()
+        url, expires = auth.issue_link(args.customer_id, args.base_url, max_age_s)
     except auth.InvalidLink as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    print(url)  # the result on stdout; hints on stderr
+    print(f"expires {expires:%Y-%m-%d %H:%M:%S} UTC ([dashboard] link_max_age_hours = {max_age_s / 3600:g})",
+          file=sys.stderr)
+    if os.environ.get(auth.PREVIOUS_SECRET_ENV):
+        print(f"note: links signed with ${auth.PREVIOUS_SECRET_ENV} are still accepted; unset it to revoke them",
+              file=sys.stderr)
     return 0
 
 
@@ -223,6 +232,9 @@ def _dashboard_user(args: argparse.Namespace) -> int:
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("password: ")
     if len(password) < 8:
         print("error: use a password of at least 8 characters", file=sys.stderr)
+        return 2
+    if len(password.encode()) > auth.MAX_PASSWORD_BYTES:
+        print(f"error: use a password of at most {auth.MAX_PASSWORD_BYTES} bytes (bcrypt's limit)", file=sys.stderr)
         return 2
     entry = json.dumps({args.name: auth.hash_password(password)})
     print(f"add to ${auth.USERS_ENV} (a JSON object of users) or [dashboard] users:\n{entry}")
@@ -411,8 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--missing", action="append", metavar="FEED@DAY[THH]",
                      help="never land a feed, e.g. transactions@2011-03-08T12 (repeatable)")
     sim.set_defaults(func=_simulate)
-    pl = sub.add_parser("purchases-link", help="print a signed link to one customer's purchase history "
-                                               "(expires after 24 hours; needs $ECOM_DASHBOARD_SECRET)")
+    pl = sub.add_parser("purchases-link", help="print a signed link to one customer's purchase history (expires "
+                                               "after [dashboard] link_max_age_hours, printed on stderr; needs "
+                                               "$ECOM_DASHBOARD_SECRET of at least 32 bytes)")
     pl.add_argument("customer_id", type=int)
     pl.add_argument("--base-url", default="http://127.0.0.1:8501")
     pl.set_defaults(func=_purchases_link)

@@ -1,25 +1,24 @@
-"""My purchases (shoppers): one customer's invoices and lines, opened only with a signed, expiring link."""
+"""My purchases (shoppers): one customer's invoices and lines, opened only with a signed, expiring link
+(``dashboard.auth``: lifetime ``[dashboard] link_max_age_hours``)."""
 
 import streamlit as st
 
 from dashboard import auth, data, metrics
 
-LINK_MAX_AGE_S = 24 * 3600
-
 
 def render() -> None:
     st.title("My purchases")
-    try:
-        customer_id = auth.read_token(st.query_params.get("token"), LINK_MAX_AGE_S)
+    try:  # valid [dashboard] link_max_age_hours, signed with $ECOM_DASHBOARD_SECRET or ..._PREVIOUS
+        customer_id = auth.read_token(st.query_params.get("token"), auth.link_max_age_s())
     except auth.InvalidLink as exc:
         st.error(f"Sorry, {exc}.")
         return
+    st.caption(f"Customer {customer_id}")
     try:
         lines = data.purchase_history(customer_id)
     except data.DataUnavailable:
         st.error("Your purchase history is not available right now. Please try again later.")
         return
-    st.caption(f"Customer {customer_id}")
     if lines.empty:
         st.info("No purchases yet.")
         return

@@ -8,6 +8,7 @@ import types
 
 import pandas as pd
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from dashboard import charts, metrics
@@ -113,11 +114,11 @@ def warehouse_down(monkeypatch, tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]
-    monkeypatch.setattr(config, "hiveserver2", lambda: types.SimpleNamespace(host="127.0.0.1", port=closed))
+    monkeypatch.setattr(config, "hiveserver2", lambda: types.SimpleNamespace(
+        host="127.0.0.1", port=closed, login=lambda user: {"auth": "NOSASL", "username": user}))
     monkeypatch.setattr(config, "state", lambda: types.SimpleNamespace(path=tmp_path))  # no task history either
-    from dashboard import data
-
-    data.query.clear()
+    st.cache_data.clear()
+    st.cache_resource.clear()
     return closed
 
 
@@ -145,9 +146,9 @@ def test_without_a_login_only_the_login_page_shows(monkeypatch):
 def test_a_purchases_link_shows_only_that_page(monkeypatch, warehouse_down):
     from dashboard import auth
 
-    monkeypatch.setenv(auth.SECRET_ENV, "test-secret")
+    monkeypatch.setenv(auth.SECRET_ENV, "t" * 32)
     app = AppTest.from_file(str(APP), default_timeout=60)
-    app.query_params["token"] = auth.sign_customer(17850, "other-secret")  # signed with another key
+    app.query_params["token"] = auth.sign_customer(17850, "o" * 32)  # signed with another key
     app.run()
     assert not app.exception
     assert [e.value for e in app.error] == ["Sorry, this link is not valid."]

@@ -1,0 +1,191 @@
+"""The hardened sign-in and purchase links in a real browser (Debian chromium driven by Playwright) against the
+real app on loopback, with no warehouse: the pages under test need none (a purchases link that opens shows the
+customer and "not available right now"; the analysts' overview says the warehouse is not answering).
+
+Repeated wrong passwords for one name, or from one client, lead to the throttle message; a link signed with the
+previous secret opens while ``$ECOM_DASHBOARD_SECRET_PREVIOUS`` is set and is refused once Streamlit is restarted
+without it; tampered and expired links (lifetime from ``[dashboard] link_max_age_hours``) and a too-short secret
+show plain messages. Clients are told apart the way a reverse proxy on the same host does: by the last
+``X-Forwarded-For`` hop of a loopback connection.
+"""
+
+import contextlib
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from bench import browser as browsing
+from dashboard import auth
+from pipeline import config
+from tests.integration.conftest import ROOT
+
+pytestmark = pytest.mark.integration
+playwright = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = "/usr/bin/chromium"
+PASSWORDS = {"analyst": secrets.token_urlsafe(16), "carol": secrets.token_urlsafe(16)}  # per run, never stored
+CURRENT, PREVIOUS = secrets.token_urlsafe(32), secrets.token_urlsafe(32)  # 43 bytes each
+PREVIOUS_ENV = "ECOM_DASHBOARD_SECRET_PREVIOUS"  # spelled out: the name operators set
+THROTTLED = "Too many failed sign-ins, try again in 15 minutes."
+LOGIN = "E-commerce warehouse"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def streamlit(tmp_path, name: str, **secret_env: str):
+    """The dashboard on a free loopback port with only ``secret_env`` of the link secrets set, its warehouse a
+    closed port, links valid one hour."""
+    state = tmp_path / name
+    (state / "logs").mkdir(parents=True)
+    overlay = state / "overlay.cfg"
+    overlay.write_text(f"[state]\ndir = {state}\n[hiveserver2]\nport = {_free_port()}\n"
+                       "[dashboard]\nlink_max_age_hours = 1\n")
+    env = {k: v for k, v in os.environ.items()
+           if k not in (auth.SECRET_ENV, PREVIOUS_ENV, auth.USERS_ENV, "ECOM_STATE_DIR")}
+    env.update({config.OVERLAY_ENV: str(overlay), **secret_env,
+                auth.USERS_ENV: json.dumps({u: auth.hash_password(p) for u, p in PASSWORDS.items()})})
+    port = _free_port()
+    log_path = state / "logs" / "dashboard.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port",
+                                 str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
+                                 "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
+                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 90
+            while True:
+                try:
+                    if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                        break
+                except OSError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"streamlit did not start: {log_path.read_text()}")
+                time.sleep(0.5)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(30)
+
+
+@pytest.fixture(scope="module")
+def rotating(tmp_path_factory):
+    """The dashboard during a key rotation: current and previous secrets both set."""
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    with streamlit(tmp_path_factory.mktemp("auth"), "rotating",
+                   **{auth.SECRET_ENV: CURRENT, PREVIOUS_ENV: PREVIOUS}) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+def alerts(page) -> list[str]:
+    return [a.inner_text().strip() for a in page.locator('[data-testid="stAlert"]').all()]
+
+
+def sign_in(browser, url, client: str, user: str, password: str, heading: str = LOGIN) -> list[str]:
+    """Sign in from a new browser whose requests say they come from ``client``; the messages shown."""
+    context = browser.new_context(extra_http_headers={"X-Forwarded-For": client})
+    page = context.new_page()
+    try:
+        browsing.open_url(page, url, LOGIN, content=False)
+        page.get_by_label("User", exact=True).fill(user)
+        page.get_by_label("Password", exact=True).fill(password)
+        page.get_by_role("button", name="Log in").click()
+        # not browsing.act: a refused attempt's run is so short that the app's script state may never be seen to
+        # change. A fresh page has no message and no Overview: wait for the one the click brings
+        if heading == LOGIN:
+            page.locator('[data-testid="stAlert"]').first.wait_for(timeout=120_000)
+        browsing.finish(page, heading, content=heading != LOGIN)
+        return alerts(page)
+    finally:
+        context.close()
+
+
+def open_link(browser, url: str, token: str) -> tuple[list[str], list[str]]:
+    """The messages and captions the purchases page shows for ``token``."""
+    page = browser.new_page()
+    try:
+        browsing.open_url(page, f"{url}/my_purchases?token={token}", "My purchases")
+        captions = [c.inner_text().strip() for c in page.locator('[data-testid="stCaptionContainer"]').all()]
+        return alerts(page), captions
+    finally:
+        page.close()
+
+
+def signed_hours_ago(hours: float, customer_id: int, secret: str) -> str:
+    from itsdangerous.timed import TimestampSigner
+
+    ago, original = int(time.time() - hours * 3600), TimestampSigner.get_timestamp
+    TimestampSigner.get_timestamp = lambda self: ago
+    try:
+        return auth.sign_customer(customer_id, secret)
+    finally:
+        TimestampSigner.get_timestamp = original
+
+
+def test_repeated_wrong_passwords_for_one_name_from_any_clients_lead_to_the_throttle_message(rotating, browser):
+    shown = [sign_in(browser, rotating, f"198.51.100.{n}", "analyst", "not the password") for n in range(5)]
+    assert shown == [["Wrong user name or password."]] * 4 + [[THROTTLED]]
+    assert sign_in(browser, rotating, "198.51.100.9", "analyst", PASSWORDS["analyst"]) == [THROTTLED]
+    # neither that client nor the app as a whole is refused: another name signs in from it
+    assert sign_in(browser, rotating, "198.51.100.9", "carol", PASSWORDS["carol"], heading="Overview")
+
+
+def test_repeated_wrong_passwords_from_one_client_lead_to_the_throttle_message(rotating, browser):
+    client = "203.0.113.7"
+    shown = [sign_in(browser, rotating, client, f"guess{n}", "not the password") for n in range(5)]
+    assert shown == [["Wrong user name or password."]] * 4 + [[THROTTLED]]
+    assert sign_in(browser, rotating, client, "carol", PASSWORDS["carol"]) == [THROTTLED]
+    assert sign_in(browser, rotating, "203.0.113.8", "carol", PASSWORDS["carol"], heading="Overview")
+
+
+def test_a_link_signed_with_the_previous_secret_opens_during_the_rotation(rotating, browser):
+    assert open_link(browser, rotating, auth.sign_customer(17850, PREVIOUS)) == (
+        ["Your purchase history is not available right now. Please try again later."], ["Customer 17850"])
+    assert open_link(browser, rotating, auth.sign_customer(12346, CURRENT))[1] == ["Customer 12346"]
+
+
+def test_a_tampered_link_and_an_expired_link_show_plain_messages(rotating, browser):
+    token = auth.sign_customer(17850, CURRENT)
+    tampered = token[:-2] + ("AA" if token[-2:] != "AA" else "BB")
+    assert open_link(browser, rotating, tampered) == (["Sorry, this link is not valid."], [])
+    assert open_link(browser, rotating, auth.sign_customer(17850, "n" * 40)) == (["Sorry, this link is not valid."],
+                                                                                 [])
+    # [dashboard] link_max_age_hours = 1 in this app's configuration: 50 minutes old opens, 2 hours old does not
+    assert open_link(browser, rotating, signed_hours_ago(50 / 60, 17850, CURRENT))[1] == ["Customer 17850"]
+    assert open_link(browser, rotating, signed_hours_ago(2, 17850, PREVIOUS)) == (
+        ["Sorry, this link has expired: open your purchase history again from your account."], [])
+
+
+def test_after_the_rotation_a_link_signed_with_the_previous_secret_is_refused(tmp_path, browser):
+    old, new = auth.sign_customer(17850, PREVIOUS), auth.sign_customer(12346, CURRENT)
+    with streamlit(tmp_path, "rotated", **{auth.SECRET_ENV: CURRENT}) as url:  # restarted without the previous
+        assert open_link(browser, url, old) == (["Sorry, this link is not valid."], [])
+        assert open_link(browser, url, new)[1] == ["Customer 12346"]
+
+
+def test_a_short_secret_says_purchase_links_are_not_configured(tmp_path, browser):
+    with streamlit(tmp_path, "short", **{auth.SECRET_ENV: "s" * 31}) as url:
+        assert open_link(browser, url, auth.sign_customer(17850, "s" * 31)) == (
+            ["Sorry, purchase links are not configured: ECOM_DASHBOARD_SECRET must be at least 32 bytes."], [])

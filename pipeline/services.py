@@ -246,8 +246,10 @@ class HiveServer2(Service):
     shell: SQL on files is off (``spark.sql.runSQLOnFiles=false``) and the query guard
     (``pipeline.runtime.query_guard``, a Spark SQL extension compiled with ``javac`` into the state dir on
     first start) refuses reflection, ``TRANSFORM ... USING`` scripts, ``ADD JAR/FILE/ARCHIVE``,
-    ``CREATE FUNCTION``, ``LOAD DATA`` and turning SQL on files back on. The pipeline's own Spark session
-    loads neither.
+    ``CREATE FUNCTION``, ``LOAD DATA``, turning SQL on files back on, and DDL that reaches files outside the
+    warehouse (views ``USING`` a data source, ``INSERT OVERWRITE DIRECTORY``, a ``LOCATION`` or ``path`` on a
+    table, partition or database, non-file sources such as ``jdbc``). The pipeline's own Spark session loads
+    neither.
     """
 
     def command(self):

@@ -3,9 +3,13 @@
 HiveServer2 is a query service, not a shell. The Spark Thrift Server loads the guard with
 ``spark.sql.extensions`` (``pipeline.services.HiveServer2``; the pipeline's own Spark session does not) and
 its check rule refuses, before anything runs, reflection (``reflect``, ``java_method``, ``try_reflect``),
-``SELECT TRANSFORM ... USING`` scripts, ``ADD JAR/FILE/ARCHIVE``, ``CREATE FUNCTION``, ``LOAD DATA`` and
-switching ``spark.sql.runSQLOnFiles`` back on. Every refusal is an ``AnalysisException`` whose message
-starts with :data:`REFUSED`.
+``SELECT TRANSFORM ... USING`` scripts, ``ADD JAR/FILE/ARCHIVE``, ``CREATE FUNCTION``, ``LOAD DATA``,
+switching ``spark.sql.runSQLOnFiles`` back on, and the data source DDL that would read or write files of the
+client's choosing anyway: ``CREATE [GLOBAL] TEMPORARY VIEW ... USING``, ``INSERT OVERWRITE [LOCAL] DIRECTORY``,
+a table or database created or altered with a ``LOCATION`` (or a ``path`` option / serde property, or a
+partition's location), and a table ``USING`` a source that is no file format (``jdbc``, ...). Tables created
+through HiveServer2 are managed ones, in the warehouse. Every refusal is an ``AnalysisException`` whose
+message starts with :data:`REFUSED`.
 
 The jar is compiled with ``javac`` against the jars of the installed pyspark and kept as
 ``<state>/guard/query-guard-<hash>.jar``; the hash covers the source and the Spark version, so an edit or a

@@ -1,9 +1,11 @@
 """HiveServer2 is a query service, not a shell; the metastore's py4j gateway answers only its own process.
 
-A stack of its own (metastore, HiveServer2, luigid on ports of their own) with one small table written by the
+A stack of its own (metastore, HiveServer2, luigid on ports of their own) with a few small tables written by the
 pipeline's Spark session. Through PyHive, as any anonymous local client would connect, every way found to run
-Java or a shell command, ship code or read a local file is refused by the query guard (or, for SQL on files,
-does not resolve at all), while the reads the dashboard and the tests make still work. The metastore's JVM is
+Java or a shell command, ship code, or read or write a local file (SQL on files, data source views, tables and
+partitions given a location or a path, INSERT OVERWRITE DIRECTORY, jdbc tables) is refused by the query guard
+(or, for SQL on files, does not resolve at all), while the reads the dashboard and the tests make, plain views
+and managed tables still work. The metastore's JVM is
 driven through a py4j gateway: a client without the launcher's auth token is turned away.
 """
 
@@ -25,7 +27,9 @@ pytestmark = pytest.mark.integration
 PORTS = {"metastore": 26083, "hiveserver2": 26000, "luigid": 26082}
 TABLE = "ecommerce_db.guard_probe"
 TEXT_TABLE = "ecommerce_db.guard_text"
+PARTS_TABLE = "ecommerce_db.guard_parts"
 HOSTNAME = Path("/etc/hostname")
+SECRET = "s3cr3t-contents-of-a-local-file"
 
 CREATE_TABLE = f"""
 from pipeline.spark import get_spark, stop_spark
@@ -33,6 +37,7 @@ spark = get_spark("guard-probe")
 spark.sql("CREATE DATABASE IF NOT EXISTS ecommerce_db")
 spark.sql("CREATE TABLE {TABLE} USING parquet AS SELECT * FROM VALUES (1, 'a'), (2, 'b') AS t(id, name)")
 spark.sql("CREATE TABLE {TEXT_TABLE} (line STRING) STORED AS TEXTFILE")  # a table LOAD DATA could fill
+spark.sql("CREATE TABLE {PARTS_TABLE} USING text PARTITIONED BY (p) AS SELECT 'x' AS value, 'a' AS p")
 stop_spark()
 """
 
@@ -82,6 +87,63 @@ PROBES = {
                                   "'org.apache.hadoop.hive.ql.udf.generic.GenericUDFReflect'", "CREATE FUNCTION"),
     "load data local": (f"LOAD DATA LOCAL INPATH '{HOSTNAME}' INTO TABLE {TEXT_TABLE}", "LOAD DATA"),
     "set runSQLOnFiles": ("SET spark.sql.runSQLOnFiles=true", "spark.sql.runSQLOnFiles cannot be changed"),
+    # data source DDL that would read or write files of the client's choosing ({out}: a path that must stay absent)
+    "table location": ("CREATE TABLE ecommerce_db.probe_t USING text LOCATION 'file:///etc'",
+                       "CREATE TABLE with LOCATION"),
+    "table with columns location": ("CREATE TABLE ecommerce_db.probe_t (value STRING) USING text LOCATION 'file:///etc'",
+                                    "CREATE TABLE with LOCATION"),
+    "table path option": (f"CREATE TABLE ecommerce_db.probe_t USING text OPTIONS (path '{HOSTNAME}')",
+                          "CREATE TABLE with LOCATION or a path option"),
+    "table PATH option": (f"CREATE TABLE ecommerce_db.probe_t (value STRING) USING csv OPTIONS ('PATH' '{HOSTNAME}')",
+                          "CREATE TABLE with LOCATION or a path option"),
+    "external table location": ("CREATE EXTERNAL TABLE ecommerce_db.probe_t (line STRING) STORED AS TEXTFILE "
+                                "LOCATION 'file:///etc'", "CREATE TABLE with LOCATION"),
+    "hive table location": ("CREATE TABLE ecommerce_db.probe_t (line STRING) STORED AS TEXTFILE LOCATION '/etc'",
+                            "CREATE TABLE with LOCATION"),
+    "hive table serde path": ("CREATE TABLE ecommerce_db.probe_t (line STRING) ROW FORMAT SERDE "
+                              "'org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe' WITH SERDEPROPERTIES "
+                              f"('path'='{HOSTNAME}') STORED AS TEXTFILE", "CREATE TABLE with LOCATION or a path"),
+    "table as select location": ("CREATE TABLE ecommerce_db.probe_t USING text LOCATION '{out}' AS SELECT 'x' AS v",
+                                 "CREATE TABLE with LOCATION"),
+    "hive table as select location": ("CREATE TABLE ecommerce_db.probe_t STORED AS TEXTFILE LOCATION '{out}' "
+                                      "AS SELECT 'x' AS v", "CREATE TABLE with LOCATION"),
+    "table like location": (f"CREATE TABLE ecommerce_db.probe_t LIKE {TEXT_TABLE} LOCATION 'file:///etc'",
+                            "CREATE TABLE with LOCATION"),
+    "jdbc table": ("CREATE TABLE ecommerce_db.probe_t USING jdbc OPTIONS "
+                   "(url 'jdbc:derby:{out};create=true', dbtable 'SYS.SYSTABLES')", "CREATE TABLE ... USING jdbc"),
+    "jdbc table by class": ("CREATE TABLE ecommerce_db.probe_t USING "
+                            "org.apache.spark.sql.execution.datasources.jdbc.JdbcRelationProvider OPTIONS "
+                            "(url 'jdbc:derby:{out};create=true', dbtable 'SYS.SYSTABLES')",
+                            "CREATE TABLE ... USING org.apache.spark.sql.execution.datasources.jdbc"),
+    "jdbc table like": (f"CREATE TABLE ecommerce_db.probe_t LIKE {TABLE} USING jdbc", "CREATE TABLE ... USING jdbc"),
+    "alter table set location": (f"ALTER TABLE {TEXT_TABLE} SET LOCATION 'file:///etc'",
+                                 "ALTER TABLE ... SET LOCATION"),
+    "alter partition set location": (f"ALTER TABLE {PARTS_TABLE} PARTITION (p='a') SET LOCATION 'file:///etc'",
+                                     "ALTER TABLE ... SET LOCATION"),
+    "add partition location": (f"ALTER TABLE {PARTS_TABLE} ADD PARTITION (p='b') LOCATION 'file:///etc'",
+                               "ALTER TABLE ... ADD PARTITION ... LOCATION"),
+    "add partitions, one with a location": (f"ALTER TABLE {PARTS_TABLE} ADD IF NOT EXISTS PARTITION (p='b') "
+                                            "PARTITION (p='c') LOCATION '{out}'",
+                                            "ALTER TABLE ... ADD PARTITION ... LOCATION"),
+    "serde path property": (f"ALTER TABLE {PARTS_TABLE} SET SERDEPROPERTIES ('Path'='{HOSTNAME}')",
+                            "ALTER TABLE ... SET SERDEPROPERTIES ('path' ...)"),
+    "database location": ("CREATE DATABASE probe_db LOCATION '{out}'", "CREATE DATABASE ... LOCATION"),
+    "alter database location": ("ALTER DATABASE ecommerce_db SET LOCATION '{out}'",
+                                "ALTER DATABASE ... SET LOCATION"),
+    "insert overwrite directory": (f"INSERT OVERWRITE DIRECTORY '{{out}}' USING text SELECT name FROM {TABLE}",
+                                   "INSERT OVERWRITE [LOCAL] DIRECTORY"),
+    "insert overwrite local directory": (f"INSERT OVERWRITE LOCAL DIRECTORY '{{out}}' USING csv SELECT * FROM {TABLE}",
+                                         "INSERT OVERWRITE [LOCAL] DIRECTORY"),
+    "insert overwrite directory path option": ("INSERT OVERWRITE DIRECTORY USING text OPTIONS (path '{out}') "
+                                               "SELECT 'x'", "INSERT OVERWRITE [LOCAL] DIRECTORY"),
+    "hive insert overwrite local directory": ("INSERT OVERWRITE LOCAL DIRECTORY '{out}' ROW FORMAT DELIMITED "
+                                              f"FIELDS TERMINATED BY ',' SELECT * FROM {TABLE}",
+                                              "INSERT OVERWRITE [LOCAL] DIRECTORY"),
+    "hive insert overwrite directory": ("INSERT OVERWRITE DIRECTORY '{out}' STORED AS TEXTFILE SELECT 'x'",
+                                        "INSERT OVERWRITE [LOCAL] DIRECTORY"),
+    "insert overwrite directory in execute immediate": (
+        "EXECUTE IMMEDIATE 'INSERT OVERWRITE LOCAL DIRECTORY ''{out}'' USING text SELECT ''x'' AS v'",
+        "INSERT OVERWRITE [LOCAL] DIRECTORY"),
 }
 
 
@@ -92,10 +154,51 @@ def test_probe_is_refused_by_the_guard(guarded, tmp_path, probe):
         zf.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\n\n")
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("probe.txt", "probe")
+    out = tmp_path / "out"
     sql, reason = PROBES[probe]
-    error = error_of(guarded, sql.format(jar=jar, archive=archive))
+    error = error_of(guarded, sql.format(jar=jar, archive=archive, out=out))
     assert f"{REFUSED}: {reason}" in error, error
     assert "through HiveServer2" in error, error
+    assert not out.exists(), f"{probe} wrote {sorted(p.name for p in out.iterdir())}"
+    assert guarded.query("SHOW TABLES IN ecommerce_db LIKE 'probe*'") == []
+    assert guarded.query("SHOW DATABASES LIKE 'probe*'") == []
+
+
+VIEWS = {  # a view over a data source, whatever its format: the guard refuses it before the file is looked at
+    "text": "CREATE TEMPORARY VIEW probe_file USING text OPTIONS (path '{secret}')",
+    "csv": "CREATE TEMPORARY VIEW probe_file USING csv OPTIONS (path '{secret}', header 'false')",
+    "json": "CREATE TEMPORARY VIEW probe_file USING json OPTIONS (path '{secret}')",
+    "parquet": "CREATE TEMPORARY VIEW probe_file USING parquet OPTIONS (path '{secret}')",
+    "orc": "CREATE TEMPORARY VIEW probe_file USING orc OPTIONS (path '{secret}')",
+    "with a schema": "CREATE TEMPORARY VIEW probe_file (value STRING) USING text OPTIONS (path '{secret}')",
+    "or replace": "CREATE OR REPLACE TEMPORARY VIEW probe_file USING text OPTIONS (path '{secret}')",
+    "global": "CREATE GLOBAL TEMPORARY VIEW probe_file USING text OPTIONS (path '{secret}')",
+    "temporary table": "CREATE TEMPORARY TABLE probe_file USING text OPTIONS (path '{secret}')",
+    "execute immediate": "EXECUTE IMMEDIATE 'CREATE TEMPORARY VIEW probe_file USING text OPTIONS (path ''{secret}'')'",
+    "etc hostname": f"CREATE TEMPORARY VIEW probe_file USING text OPTIONS (path '{HOSTNAME}')",
+}
+
+
+@pytest.mark.parametrize("probe", list(VIEWS))
+def test_a_view_over_a_local_file_is_refused_and_never_read(guarded, tmp_path, probe):
+    secret = tmp_path / "secret.txt"  # readable by HiveServer2 (same user): only the guard stops the view
+    secret.write_text(SECRET + "\n")
+    conn = hive.connect(host="127.0.0.1", port=PORTS["hiveserver2"], auth="NOSASL", username="test")
+    try:
+        cur = conn.cursor()  # one session: a temporary view would live as long as it
+        with pytest.raises(hive.OperationalError) as refused:
+            cur.execute(VIEWS[probe].format(secret=secret))
+        error = refused.value.args[0].status.errorMessage
+        assert f"{REFUSED}: CREATE TEMPORARY VIEW ... USING a data source is not allowed through HiveServer2" in error
+        assert SECRET not in error
+        for view in ("probe_file", "global_temp.probe_file"):
+            with pytest.raises(hive.OperationalError) as missing:
+                cur.execute(f"SELECT * FROM {view}")
+                pytest.fail(f"{view} returned {cur.fetchall()!r}")
+            error = missing.value.args[0].status.errorMessage
+            assert "TABLE_OR_VIEW_NOT_FOUND" in error and SECRET not in error, error
+    finally:
+        conn.close()
 
 
 def test_sql_on_files_does_not_resolve(guarded):
@@ -127,6 +230,28 @@ def test_reads_still_work(guarded):
         assert cur.fetchall() == [(2,)]
     finally:
         conn.close()
+
+
+def test_plain_views_and_managed_tables_still_work(guarded):
+    """What the guard lets through: views over tables, and tables and partitions where the metastore puts them."""
+    conn = hive.connect(host="127.0.0.1", port=PORTS["hiveserver2"], auth="NOSASL", username="test")
+    try:
+        cur = conn.cursor()
+        cur.execute(f"CREATE TEMPORARY VIEW dashboard_view AS SELECT id, name FROM {TABLE} WHERE id > 1")
+        cur.execute("SELECT * FROM dashboard_view")
+        assert cur.fetchall() == [(2, "b")]
+        cur.execute(f"CREATE OR REPLACE GLOBAL TEMPORARY VIEW dashboard_ids AS SELECT id FROM {TABLE}")
+        cur.execute("SELECT * FROM global_temp.dashboard_ids ORDER BY id")
+        assert cur.fetchall() == [(1,), (2,)]
+        cur.execute(f"CREATE TABLE ecommerce_db.guard_managed USING parquet AS SELECT * FROM {TABLE} WHERE id = 1")
+        cur.execute("CREATE TABLE ecommerce_db.guard_managed_hive (line STRING) STORED AS TEXTFILE")
+        cur.execute(f"ALTER TABLE {PARTS_TABLE} ADD PARTITION (p='d')")
+        cur.execute("SELECT * FROM ecommerce_db.guard_managed")
+        assert cur.fetchall() == [(1, "a")]
+    finally:
+        conn.close()
+    location = {row[0]: row[1] for row in guarded.query("DESCRIBE FORMATTED ecommerce_db.guard_managed")}["Location"]
+    assert location.startswith(f"file:{guarded.state}"), location  # in the stack's warehouse
 
 
 def listening(pid: int) -> set[tuple[str, int]]:

@@ -190,7 +190,7 @@ class LoginThrottle:
 
 
 def throttle_message(wait_s: float) -> str:
-    minutes = max(1, math.ceil(wait_s / 60))
+    minutes = max(1, math.ceil(round(wait_s, 3) / 60))  # (t + 900) - t can be 900.000...07
     return f"too many failed sign-ins, try again in {minutes} minute{'' if minutes == 1 else 's'}"
 
 

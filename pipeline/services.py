@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -45,10 +44,7 @@ def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
 
 
 def require_java() -> str:
-    search = os.environ.get("PATH", "")
-    if os.environ.get("JAVA_HOME"):
-        search = f"{os.environ['JAVA_HOME']}/bin:{search}"
-    java = shutil.which("java", path=search)
+    java = query_guard.java_tool("java")
     if not java:
         raise ServiceError("Java is not installed (need Java 17: `apt-get install -y openjdk-17-jre-headless`)")
     return java

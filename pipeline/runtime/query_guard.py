@@ -36,11 +36,16 @@ class GuardBuildError(RuntimeError):
     """The guard jar cannot be built; the message says what to do."""
 
 
-def find_javac() -> str:
+def java_tool(name: str) -> str | None:
+    """A JDK/JRE program (``java``, ``javac``) from ``$JAVA_HOME/bin`` first, then ``$PATH``."""
     search = os.environ.get("PATH", "")
     if os.environ.get("JAVA_HOME"):
         search = f"{os.environ['JAVA_HOME']}/bin:{search}"
-    javac = shutil.which("javac", path=search)
+    return shutil.which(name, path=search)
+
+
+def find_javac() -> str:
+    javac = java_tool("javac")
     if not javac:
         raise GuardBuildError(f"javac not found: the HiveServer2 query guard is compiled on first start; {INSTALL_JDK}")
     return javac

@@ -13,23 +13,17 @@ import contextlib
 import json
 import os
 import secrets
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 
 import pytest
 
 from bench import browser as browsing
 from dashboard import auth
 from pipeline import config
-from tests.integration.conftest import ROOT
+from tests.integration.conftest import free_port, streamlit_app
 
 pytestmark = pytest.mark.integration
-playwright = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = "/usr/bin/chromium"
 PASSWORDS = {"analyst": secrets.token_urlsafe(16), "carol": secrets.token_urlsafe(16)}  # per run, never stored
 CURRENT, PREVIOUS = secrets.token_urlsafe(32), secrets.token_urlsafe(32)  # 43 bytes each
 PREVIOUS_ENV = "ECOM_DASHBOARD_SECRET_PREVIOUS"  # spelled out: the name operators set
@@ -37,10 +31,6 @@ THROTTLED = "Too many failed sign-ins, try again in 15 minutes."
 LOGIN = "E-commerce warehouse"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -50,53 +40,22 @@ def streamlit(tmp_path, name: str, **secret_env: str):
     state = tmp_path / name
     (state / "logs").mkdir(parents=True)
     overlay = state / "overlay.cfg"
-    overlay.write_text(f"[state]\ndir = {state}\n[hiveserver2]\nport = {_free_port()}\n"
+    overlay.write_text(f"[state]\ndir = {state}\n[hiveserver2]\nport = {free_port()}\n"
                        "[dashboard]\nlink_max_age_hours = 1\n")
     env = {k: v for k, v in os.environ.items()
            if k not in (auth.SECRET_ENV, PREVIOUS_ENV, auth.USERS_ENV, "ECOM_STATE_DIR")}
     env.update({config.OVERLAY_ENV: str(overlay), **secret_env,
                 auth.USERS_ENV: json.dumps({u: auth.hash_password(p) for u, p in PASSWORDS.items()})})
-    port = _free_port()
-    log_path = state / "logs" / "dashboard.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port",
-                                 str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
-                                 "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
-                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 90
-            while True:
-                try:
-                    if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                        break
-                except OSError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"streamlit did not start: {log_path.read_text()}")
-                time.sleep(0.5)
-            yield url
-        finally:
-            proc.terminate()
-            proc.wait(30)
+    with streamlit_app(env, state / "logs" / "dashboard.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def rotating(tmp_path_factory):
     """The dashboard during a key rotation: current and previous secrets both set."""
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
     with streamlit(tmp_path_factory.mktemp("auth"), "rotating",
                    **{auth.SECRET_ENV: CURRENT, PREVIOUS_ENV: PREVIOUS}) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        yield b
-        b.close()
 
 
 def alerts(page) -> list[str]:

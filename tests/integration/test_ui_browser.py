@@ -9,11 +9,6 @@ password and a page opened by its URL without logging in. Screenshots of every p
 import json
 import os
 import secrets
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from decimal import Decimal
 
 import pytest
@@ -21,12 +16,10 @@ import pytest
 from bench import browser as browsing
 from dashboard import auth
 from pipeline import hs2
-from tests.integration.conftest import ROOT
+from tests.integration.conftest import ROOT, streamlit_app
 
 pytestmark = pytest.mark.integration
-playwright = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = "/usr/bin/chromium"
 USER = "analyst"
 PASSWORD, SECRET = secrets.token_urlsafe(16), secrets.token_urlsafe(32)  # per run, never stored
 SHOTS = ROOT / "test-artifacts" / "screenshots"
@@ -35,40 +28,10 @@ PAGES = ("Overview", "Geography", "Products", "Customers", "Anomalies", "Pipelin
 
 @pytest.fixture(scope="module")
 def app_url(marts):
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     env = dict(os.environ, ECOM_CONFIG_OVERLAY=str(marts["overlay"]),
                **{auth.USERS_ENV: json.dumps({USER: auth.hash_password(PASSWORD)}), auth.SECRET_ENV: SECRET})
-    log = open(marts["state"] / "logs" / "dashboard.log", "w")  # noqa: SIM115  (closed below)
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
-                             "--server.address", "127.0.0.1", "--server.headless", "true"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"streamlit did not start: {(marts['state'] / 'logs' / 'dashboard.log').read_text()}")
-        time.sleep(1)
-    yield url
-    proc.terminate()
-    proc.wait(30)
-    log.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        yield b
-        b.close()
+    with streamlit_app(env, marts["state"] / "logs" / "dashboard.log") as url:
+        yield url
 
 
 def metrics(page) -> dict[str, str]:

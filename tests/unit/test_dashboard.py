@@ -3,12 +3,10 @@ trace, when the warehouse does not answer."""
 
 import datetime as dt
 import json
-import socket
 import types
 
 import pandas as pd
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from dashboard import charts, metrics
@@ -107,19 +105,6 @@ def _render(name):
     from dashboard import widgets
 
     widgets.section(importlib.import_module(f"dashboard.views.{name}").render)  # as app.py runs a page
-
-
-@pytest.fixture
-def warehouse_down(monkeypatch, tmp_path):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed = probe.getsockname()[1]
-    monkeypatch.setattr(config, "hiveserver2", lambda: types.SimpleNamespace(
-        host="127.0.0.1", port=closed, login=lambda user: {"auth": "NOSASL", "username": user}))
-    monkeypatch.setattr(config, "state", lambda: types.SimpleNamespace(path=tmp_path))  # no task history either
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    return closed
 
 
 @pytest.mark.parametrize("page", PAGES)

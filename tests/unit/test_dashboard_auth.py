@@ -5,7 +5,6 @@ functions and on the pages (Streamlit's AppTest) and in the CLI that issues link
 import datetime as dt
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,7 +12,6 @@ import types
 
 import bcrypt
 import pytest
-import streamlit as st
 from itsdangerous.timed import TimestampSigner
 from streamlit.testing.v1 import AppTest
 
@@ -222,18 +220,6 @@ def test_a_secret_shorter_than_32_bytes_is_refused_for_signing_and_reading(monke
         auth.sign_customer(17850)
 
 
-@pytest.fixture
-def warehouse_down(monkeypatch, tmp_path):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed = probe.getsockname()[1]
-    monkeypatch.setattr(config, "hiveserver2", lambda: types.SimpleNamespace(
-        host="127.0.0.1", port=closed, login=lambda user: {"auth": "NOSASL", "username": user}))
-    monkeypatch.setattr(config, "state", lambda: types.SimpleNamespace(path=tmp_path))
-    st.cache_data.clear()
-    st.cache_resource.clear()
-
-
 def open_link(token):
     app = AppTest.from_file(APP, default_timeout=60)
     app.query_params["token"] = token
@@ -347,3 +333,10 @@ def test_the_cli_prints_the_link_on_stdout_and_its_configured_expiry_on_stderr(t
     expires = dt.datetime.strptime(expiry[8:27], "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.UTC)
     assert before + dt.timedelta(hours=2) <= expires <= before + dt.timedelta(hours=2, seconds=60)
     assert f"${auth.PREVIOUS_SECRET_ENV} are still accepted" in proc.stderr
+
+
+def test_a_lockout_reads_as_its_configured_minutes_whatever_the_clock_reads():
+    now = 65120.721830445305   # a monotonic clock reading where (now + 900) - now is 900.0000000000073
+    throttle = auth.LoginThrottle(max_failures=1, window_s=900, lockout_s=900, clock=lambda: now)
+    assert throttle.begin("alice", None) == 0
+    assert auth.throttle_message(throttle.failed("alice", None)).endswith("try again in 15 minutes")

@@ -63,6 +63,8 @@ def hostile(tmp_path_factory):
             manifest = json.loads(manifest_path.read_text())
             manifest["transactions"][replay.batch_id(DAY, 12)]["lines"] += 1
             manifest_path.write_text(json.dumps(manifest))
+            # window 04 (no trading): a byte-order mark and Windows line ends
+            tx[4].write_bytes(b"\xef\xbb\xbf" + replay.HEADER.encode() + b"\r\n")
             # window 16: no UnitPrice column; window 20: a line the manifest does not count
             good16 = tx[16].read_bytes()
             header16 = [c for c in replay.HEADER.split(",") if c != "UnitPrice"]
@@ -126,6 +128,11 @@ def test_a_reordered_cp1252_file_is_read_by_header_names_and_decoded(hostile):
                        "AND instr(description, '\ufffd') > 0") == [(0,)]
 
 
+def test_a_utf8_file_with_a_byte_order_mark_is_utf8(hostile):
+    a = audit(hostile["stack"], "tx_20101201_04")
+    assert (a["status"], a["encoding"], a["received"]) == ("LOADED", "utf-8-sig", 0)
+
+
 def test_a_file_without_a_required_column_is_rejected_moved_and_alerted(hostile):
     stack, tx = hostile["stack"], hostile["tx"]
     a = audit(stack, "tx_20101201_16")
@@ -180,3 +187,7 @@ def test_a_structurally_wrong_snapshot_is_refused_with_a_clear_error(hostile):
     with pytest.raises(AssertionError, match="required column unit_price missing"):
         stack.luigi("ProductsSnapshot", "--date", str(NEXT))
     assert stack.query("SELECT count(*) FROM ecommerce_db.products WHERE valid_from = DATE '2010-12-02'") == [(0,)]
+    countries = warehouse_path(replay.landing_paths(hostile["warehouse"], NEXT)["countries"])
+    countries.write_bytes(b"")
+    with pytest.raises(AssertionError, match="the file is empty"):
+        stack.luigi("CountriesSnapshot", "--date", str(NEXT))

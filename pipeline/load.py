@@ -128,16 +128,30 @@ def rejections(batch: Batch) -> list[dict]:
     return sorted(notes, key=lambda n: n["rejected_at"])
 
 
-def manifest_lines(batch: Batch) -> int | None:
-    """The data lines the day's manifest lists for a transaction batch (None: no manifest or no entry)."""
-    if not batch.manifest or not fs.target(batch.manifest).exists():
-        return None
-    entry = fs.read_json(batch.manifest).get("transactions", {}).get(batch.batch_id)
-    return None if entry is None else int(entry["lines"])
+def manifest_lines(batches: list[Batch]) -> dict[str, int]:
+    """The data lines the days' manifests list per transaction batch, each manifest read once; a batch
+    without a manifest or an entry in it is absent."""
+    lines: dict[str, int] = {}
+    for path in sorted({b.manifest for b in batches if b.manifest}):
+        if fs.target(path).exists():
+            lines.update({bid: int(e["lines"]) for bid, e in fs.read_json(path).get("transactions", {}).items()})
+    return lines
 
 
-def read_landed(batch: Batch, columns: dict[str, str]) -> Landed:
-    """Read one landed file: decode it, split its records, check its header and the manifest's count.
+def read_records(path: str, columns: dict[str, str]) -> tuple[str, records.ParsedFile]:
+    """Decode a landed file and split it into records (``records.RefusedFile`` when it cannot be read as its
+    feed); returns the encoding it was read with and the records."""
+    text, encoding = records.decode(fs.read_bytes(path))
+    try:
+        return encoding, records.parse_file(text, columns, config.landing().max_record_chars)
+    except records.RefusedFile as exc:
+        exc.encoding = encoding
+        raise
+
+
+def read_landed(batch: Batch, columns: dict[str, str], expected: int | None = None) -> Landed:
+    """Read one landed file: decode it, split its records, check its header and the ``expected`` count (the
+    manifest's).
 
     A file refused whole comes back with ``rejected`` set (the reason); a file already moved to the rejected
     area by an interrupted run comes back refused with the reason recorded then.
@@ -149,13 +163,11 @@ def read_landed(batch: Batch, columns: dict[str, str]) -> Landed:
             return Landed(batch, [], note.get("encoding"), tuple(note.get("extra_columns") or ()), note["reason"],
                           moved=True)
         raise FileNotFoundError(f"{batch.path}: the {batch.feed} file of {batch.batch_id} has not landed")
-    text, encoding = records.decode(fs.read_bytes(batch.path))
     try:
-        parsed = records.parse_file(text, columns, config.landing().max_record_chars)
+        encoding, parsed = read_records(batch.path, columns)
     except records.RefusedFile as exc:
-        return Landed(batch, [], encoding, (), str(exc))
+        return Landed(batch, [], exc.encoding, (), str(exc))
     landed = Landed(batch, parsed.records, encoding, tuple(parsed.extra_columns))
-    expected = manifest_lines(batch)
     if expected is not None and expected != len(parsed.records):
         landed.records, landed.rejected = [], (
             f"the day's manifest lists {expected} lines for {batch.batch_id}, the file has {len(parsed.records)}")
@@ -180,25 +192,30 @@ def move_rejected(landed: Landed) -> str:
     return dst
 
 
-_LINES_SCHEMA = pa.schema([(c, pa.string()) for c in transactions.LINE_COLUMNS])
+def records_frame(spark: SparkSession, files: list[tuple[str, Landed]], key: str, fields: list[str]) -> DataFrame:
+    """One row per record of the landed files: ``key`` (each file's given value), ``source_file``,
+    ``raw_line``, the ``fields`` as text and ``record_error_code, record_error_detail``; all strings."""
+    names = [key, "source_file", "raw_line", *fields, "record_error_code", "record_error_detail"]
+    columns: dict[str, list] = {c: [] for c in names}
+    for value, f in files:
+        name = _file_name(f.batch.path)
+        for r in f.records:
+            columns[key].append(value)
+            columns["source_file"].append(name)
+            columns["raw_line"].append(r.raw)
+            for c in fields:
+                columns[c].append(r.fields[c])
+            columns["record_error_code"].append(r.error[0] if r.error else None)
+            columns["record_error_detail"].append(r.error[1] if r.error else None)
+    if not columns[key]:
+        return spark.createDataFrame([], ", ".join(f"{c} STRING" for c in names))
+    return spark.createDataFrame(pa.table(columns, schema=pa.schema([(c, pa.string()) for c in names])))
 
 
 def lines_frame(spark: SparkSession, landed: list[Landed]) -> DataFrame:
     """One row per received record of the landed transaction files (``transactions.LINE_COLUMNS``) with
     its batch's ``masters_date`` (the earliest date when the batch has none) and window."""
-    columns: dict[str, list] = {c: [] for c in transactions.LINE_COLUMNS}
-    for f in landed:
-        name = _file_name(f.batch.path)
-        for r in f.records:
-            columns["batch_id"].append(f.batch.batch_id)
-            columns["source_file"].append(name)
-            columns["raw_line"].append(r.raw)
-            for c in transactions.SOURCE_FIELDS:
-                columns[c].append(r.fields[c])
-            columns["record_error_code"].append(r.error[0] if r.error else None)
-            columns["record_error_detail"].append(r.error[1] if r.error else None)
-    text = spark.createDataFrame(pa.table(columns, schema=_LINES_SCHEMA)) if columns["batch_id"] else \
-        spark.createDataFrame([], ", ".join(f"{c} STRING" for c in transactions.LINE_COLUMNS))
+    text = records_frame(spark, [(f.batch.batch_id, f) for f in landed], "batch_id", transactions.SOURCE_FIELDS)
     by_batch = spark.createDataFrame(
         [(f.batch.batch_id, f.batch.masters_date or dt.date.min, f.batch.window_start, f.batch.window_end)
          for f in landed], "batch_id STRING, masters_date DATE, window_start TIMESTAMP, window_end TIMESTAMP")
@@ -236,7 +253,8 @@ def load_transaction_batches(spark: SparkSession, batches: list[Batch]) -> dict[
     if not batches:
         return {}
     started = _now()
-    landed = [read_landed(b, records.TRANSACTION_COLUMNS) for b in batches]
+    expected = manifest_lines(batches)
+    landed = [read_landed(b, records.TRANSACTION_COLUMNS, expected.get(b.batch_id)) for b in batches]
     ids = [b.batch_id for b in batches]
     products, countries = _masters_for_fk(spark)
     classified = transactions.classify_lines(
@@ -292,8 +310,7 @@ def read_snapshot_rows(spark: SparkSession, batches: list[Batch], columns: list[
     A file that is structurally wrong (empty, no data rows, a required column missing) is refused whole with
     ``records.RefusedFile`` naming the file: applying it would delete or rewrite the whole master.
     """
-    names = [*columns, "record_error_code", "record_error_detail"]
-    data: dict[str, list] = {c: [] for c in ["snapshot_date", "source_file", "raw_line", *names]}
+    files: list[tuple[str, Landed]] = []
     read: dict[dt.date, dict] = {}
     for b in batches:
         landed = read_landed(b, {c: c for c in columns})
@@ -302,16 +319,9 @@ def read_snapshot_rows(spark: SparkSession, batches: list[Batch], columns: list[
                                       f"{landed.rejected or 'the file has a header but no rows'}")
         day = b.window_start.date()
         read[day] = {k: v for k, v in landed.audit.items() if k in ("encoding", "extra_columns")}
-        for r in landed.records:
-            data["snapshot_date"].append(day.isoformat())
-            data["source_file"].append(_file_name(b.path))
-            data["raw_line"].append(r.raw)
-            for c in columns:
-                data[c].append(r.fields[c])
-            data["record_error_code"].append(r.error[0] if r.error else None)
-            data["record_error_detail"].append(r.error[1] if r.error else None)
-    table = pa.table(data, schema=pa.schema([(c, pa.string()) for c in data]))
-    return spark.createDataFrame(table).withColumn("snapshot_date", F.col("snapshot_date").cast("date")), read
+        files.append((day.isoformat(), landed))
+    rows = records_frame(spark, files, "snapshot_date", columns)
+    return rows.withColumn("snapshot_date", F.col("snapshot_date").cast("date")), read
 
 
 def publish_master_quarantine(spark: SparkSession, feed: str, rows: DataFrame, dates: list[dt.date], now) -> None:

@@ -16,7 +16,7 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from pipeline import alerts, config, fs, history, replay
+from pipeline import alerts, config, fs, history, load, replay
 from pipeline import warehouse as wh
 from pipeline.io import crash, lock
 from pipeline.runtime import clock
@@ -237,9 +237,8 @@ def landed_data_lines(path: str) -> int | None:
     it is missing; a file without a readable header has none."""
     if not fs.target(path).exists():
         return None
-    text, _ = records.decode(fs.read_bytes(path))
     try:
-        return len(records.parse_file(text, records.TRANSACTION_COLUMNS, config.landing().max_record_chars).records)
+        return len(load.read_records(path, records.TRANSACTION_COLUMNS)[1].records)
     except records.RefusedFile:
         return 0
 

@@ -26,6 +26,8 @@ COUNTRY_COLUMNS = ("source_country_name", "country_code", "iso3", "country_name"
 class RefusedFile(ValueError):
     """A feed file that cannot be read as its feed at all (no header, a required column missing)."""
 
+    encoding: str | None = None  # what the file was decoded as, when the reader knows
+
 
 @dataclass(frozen=True)
 class Record:
@@ -41,7 +43,6 @@ class Record:
 
 @dataclass
 class ParsedFile:
-    encoding: str
     header: list[str]
     extra_columns: list[str]
     records: list[Record] = field(default_factory=list)
@@ -131,7 +132,7 @@ def parse_fields(raw: str) -> list[str] | None:
     return rows[0] if rows else []
 
 
-def parse_file(text: str, columns: dict[str, str], max_chars: int, encoding: str = "utf-8") -> ParsedFile:
+def parse_file(text: str, columns: dict[str, str], max_chars: int) -> ParsedFile:
     """The records of a feed file whose header names ``columns`` (field -> header name), in any order.
     An empty field is None.
 
@@ -154,7 +155,7 @@ def parse_file(text: str, columns: dict[str, str], max_chars: int, encoding: str
     wanted = {f: position[_column_key(name)] for f, name in columns.items()}
     known = {_column_key(name) for name in columns.values()}
     extra = [h for h in header if _column_key(h) not in known]
-    parsed = ParsedFile(encoding, header, extra)
+    parsed = ParsedFile(header, extra)
     empty = dict.fromkeys(columns)
     for raw, error in records:
         if raw == header_raw:

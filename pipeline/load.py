@@ -272,8 +272,9 @@ def load_transaction_batches(spark: SparkSession, batches: list[Batch]) -> dict[
     check_nothing_lost(counts)
     previous = wh.read(spark, "transactions_quarantine").where(F.col("batch_id").isin(ids)).cache()
     resolved = previous.where(F.col("resolved_at").isNotNull())
+    previous_lines, resolved_lines = previous.agg(F.count(F.lit(1)), F.count("resolved_at")).first()
     released = None
-    if not resolved.isEmpty():
+    if resolved_lines:
         for r in transactions.released_counts(classified, resolved).collect():
             counts[r.batch_id]["rows_released"] = r.rows_released
         released = resolved.select("batch_id", "raw_line", F.col("last_retry_date").alias("released_on"))
@@ -282,7 +283,7 @@ def load_transaction_batches(spark: SparkSession, batches: list[Batch]) -> dict[
     crash.point("ingest.raw_published")
     publish_invoice_dates(spark, transactions.invoice_dates(loaded), ids)
     new_quarantine = transactions.quarantined_rows(classified)
-    if any(c["rows_quarantined"] for c in counts.values()) or not previous.isEmpty():
+    if any(c["rows_quarantined"] for c in counts.values()) or previous_lines:
         merged = transactions.merge_quarantine(wh.read(spark, "transactions_quarantine"), new_quarantine, ids,
                                                F.lit(started))
         wh.replace_table(spark, merged.coalesce(1), "transactions_quarantine")

@@ -27,13 +27,14 @@ class ProgressPrinter:
         from pipeline.tasks import ingest
 
         if isinstance(task, ingest.TransactionBatch):
-            n = self.done[task.date] = self.done.get(task.date, 0) + 1
-            c = _read_marker(task)
-            progress.info(
-                "%s batch %d/%d %s: received %s, loaded %s, quarantined %s, duplicate %s",
-                self._prefix(task.date), n, len(replay.WINDOW_HOURS), replay.batch_id(task.date, task.window_hour),
-                c.get("rows_received"), c.get("rows_loaded"), c.get("rows_quarantined"), c.get("rows_duplicate"),
-            )
+            for hour in task.window_hours:
+                n = self.done[task.date] = self.done.get(task.date, 0) + 1
+                c = _read_marker(task.marker_of(hour))
+                progress.info(
+                    "%s batch %d/%d %s: received %s, loaded %s, quarantined %s, duplicate %s",
+                    self._prefix(task.date), n, len(replay.WINDOW_HOURS), replay.batch_id(task.date, hour),
+                    c.get("rows_received"), c.get("rows_loaded"), c.get("rows_quarantined"), c.get("rows_duplicate"),
+                )
         elif isinstance(task, ingest.ProductsSnapshot | ingest.CountriesSnapshot):
             counts = next(iter(_read_marker(task).get("counts", {}).values()), {})
             progress.info("%s %s snapshot: %s rows", self._prefix(task.date), task.feed,
@@ -68,11 +69,11 @@ class ProgressPrinter:
         luigi.Task.event_handler(luigi.Event.FAILURE)(self.on_failure)
 
 
-def _read_marker(task: luigi.Task) -> dict:
+def _read_marker(task: luigi.Task | luigi.Target) -> dict:
     from pipeline import fs
 
     try:
-        return fs.read_json(task.output())
+        return fs.read_json(task.output() if isinstance(task, luigi.Task) else task)
     except (OSError, ValueError):
         return {}
 

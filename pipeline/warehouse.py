@@ -115,6 +115,13 @@ class SchemaMismatch(RuntimeError):
 
 
 _checked: set[tuple[str, str]] = set()
+_ensured: set[tuple[str, frozenset[str]]] = set()
+
+
+def forget_checks() -> None:
+    """Check the catalog again at the next ``ensure_schema`` (each build of a long-lived process does)."""
+    _checked.clear()
+    _ensured.clear()
 
 
 def _check_table(spark: SparkSession, db: str, table: str, spec: dict) -> None:
@@ -152,7 +159,11 @@ def ensure_schema(spark: SparkSession, db: str = DB) -> None:
 
     An existing table with other partition columns than its spec is refused with ``SchemaMismatch``;
     columns added to the spec since the table was created are added to it (``ALTER TABLE ADD COLUMNS``).
+    A database is checked once per process until ``forget_checks``.
     """
+    ensured = (db, frozenset(SCHEMAS[db]))
+    if ensured in _ensured:
+        return
     existing = catalog_tables(spark, db)
     if existing is None:
         spark.sql(f"CREATE DATABASE IF NOT EXISTS {db} LOCATION '{db_location(db)}'")
@@ -169,6 +180,7 @@ def ensure_schema(spark: SparkSession, db: str = DB) -> None:
             f"CREATE TABLE IF NOT EXISTS {db}.{table} ({spec['columns']}) COMMENT 'grain: {grain}' "
             f"{partition} STORED AS PARQUET LOCATION '{location}'"
         )
+    _ensured.add(ensured)
 
 
 class HadoopFS:
@@ -282,6 +294,10 @@ def _partition_spec(columns: tuple[str, ...], value: tuple[str, ...]) -> str:
     return ", ".join(f"{c}='{v}'" for c, v in zip(columns, value, strict=True))
 
 
+# up to this many partitions are looked up one by one; more are found in one listing of the table's partitions
+PARTITION_LOOKUPS = 16
+
+
 def existing_partitions(spark: SparkSession, table: str) -> set[PartitionValue]:
     """Partition values of ``table``: strings for one partition column, tuples for several."""
     out: set[PartitionValue] = set()
@@ -289,6 +305,19 @@ def existing_partitions(spark: SparkSession, table: str) -> set[PartitionValue]:
         values = tuple(part.split("=", 1)[1] for part in spec.split("/"))
         out.add(values[0] if len(values) == 1 else values)
     return out
+
+
+def _present(spark: SparkSession, table: str, columns: tuple[str, ...],
+             values: list[tuple[str, ...]]) -> set[tuple[str, ...]]:
+    """Which of ``values`` are partitions of ``table``: a lookup per value for a few (the cost of a batch or a
+    day does not grow with the table's history), one listing for many (a backfill)."""
+    if len(values) > PARTITION_LOOKUPS:
+        return {(p,) if isinstance(p, str) else p for p in existing_partitions(spark, table)}
+    db, tbl = _split(table)
+    external = spark._jsparkSession.sessionState().catalog().externalCatalog()
+    to_map = spark._jvm.org.apache.spark.api.python.PythonUtils.toScalaMap
+    return {v for v in values if external.getPartitionOption(db, tbl, to_map(dict(zip(columns, v, strict=True))))
+            .isDefined()}
 
 
 def replace_partitions(
@@ -321,16 +350,13 @@ def replace_partitions(
         locations[value] = target
     hfs.delete(staging)
     crash.point("publish.written")
-    present = {(p,) if isinstance(p, str) else p for p in existing_partitions(spark, table)}
+    present = _present(spark, table, columns, tuples)
     new = [v for v in tuples if v not in present]
     if new:
         specs = " ".join(f"PARTITION ({_partition_spec(columns, v)}) LOCATION '{locations[v]}'" for v in new)
         spark.sql(f"ALTER TABLE {name(table)} ADD IF NOT EXISTS {specs}")
         crash.point("publish.partitions_added")
-    for v in tuples:
-        if v in present:
-            spark.sql(f"ALTER TABLE {name(table)} PARTITION ({_partition_spec(columns, v)}) "
-                      f"SET LOCATION '{locations[v]}'")
+    _set_locations(spark, table, columns, {v: locations[v] for v in tuples if v in present})
     crash.point("publish.swapped")
     retention_s = config.warehouse().gc_retention_s
     for v in tuples:
@@ -338,6 +364,41 @@ def replace_partitions(
         _point_to(part_dir, locations[v])
         hfs.collect(part_dir, {version}, retention_s)
     hfs.collect(table_root(table), set(), retention_s)
+
+
+def _set_locations(spark: SparkSession, table: str, columns: tuple[str, ...],
+                   locations: dict[tuple[str, ...], str]) -> None:
+    """Point existing partitions at new locations in one metastore call (``alter_partitions``), so readers
+    see all of them swapped or none; the partitions are looked up by their first column's values."""
+    if not locations:
+        return
+    db, tbl = _split(table)
+    jvm = spark._jvm
+    external = spark._jsparkSession.sessionState().catalog().externalCatalog()
+    to_map = jvm.org.apache.spark.api.python.PythonUtils.toScalaMap
+    some = getattr(jvm, "scala.Option").apply
+    found = {}
+    for first in sorted({v[0] for v in locations}):
+        listed = external.listPartitions(db, tbl, some(to_map({columns[0]: first}))).iterator()
+        while listed.hasNext():
+            part = listed.next()
+            spec = part.spec()
+            value = tuple(str(spec.apply(c)) for c in columns)
+            if value in locations:
+                found[value] = part
+    if set(found) != set(locations):
+        raise RuntimeError(f"{name(table)}: partitions {sorted(set(locations) - set(found))} vanished while "
+                           "being replaced")
+    to_uri = jvm.org.apache.spark.sql.catalyst.catalog.CatalogUtils.stringToURI
+    changed = []
+    for value, part in found.items():
+        st = part.storage()
+        storage = st.copy(some(to_uri(locations[value])), st.inputFormat(), st.outputFormat(), st.serde(),
+                          st.compressed(), st.properties(), st.serdeName())
+        changed.append(part.copy(part.spec(), storage, part.parameters(), part.createTime(), part.lastAccessTime(),
+                                 part.stats()))
+    external.alterPartitions(db, tbl, jvm.org.apache.spark.api.python.PythonUtils.toSeq(changed))
+    spark.catalog.refreshTable(name(table))
 
 
 def live_locations(spark: SparkSession, table: str) -> list[str]:

@@ -23,6 +23,7 @@ import luigi.rpc
 from luigi.execution_summary import LuigiStatusCode
 
 from pipeline import config, fs, replay
+from pipeline import warehouse as wh
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,7 @@ def build(tasks: list[luigi.Task]) -> luigi.execution_summary.LuigiRunResult:
         cfg.set("worker", "keep_alive", "true")
         if threading.current_thread() is not threading.main_thread():
             cfg.set("worker", "no_install_shutdown_handler", "true")
+    wh.forget_checks()
     ui = config.scheduler_ui()
     return luigi.build(tasks, scheduler_host=ui.host, scheduler_port=ui.port, workers=1, detailed_summary=True)
 

@@ -159,6 +159,19 @@ def alert_rejected(spark, counts: dict[str, dict]) -> None:
         dedupe_key=f"feed:{batch}", condition="REJECTED") for batch, c in counts.items() if c.get("reason")])
 
 
+class WindowsParameter(luigi.Parameter):
+    """A transaction window's start hour ("0" .. "20"). The scheduler may hand a worker several pending
+    windows of one date as one batch: their hours joined by commas, in the order of the day."""
+
+    def normalize(self, x):
+        parts = [h.strip() for h in str(x).split(",") if h.strip()]
+        hours = sorted({int(h) for h in parts if h.isdigit()})
+        if not parts or len(hours) < len(set(parts)) or not set(hours) <= set(replay.WINDOW_HOURS):
+            raise ValueError(f"window must be one or more of {', '.join(map(str, replay.WINDOW_HOURS))}, "
+                             f"not {x!r}")
+        return ",".join(map(str, hours))
+
+
 class TransactionBatch(luigi.Task):
     """Load one 4-hour transaction log batch into ``ecommerce_db.transactions_raw`` (its own partition).
 
@@ -169,60 +182,80 @@ class TransactionBatch(luigi.Task):
     lands later, the batch is loaded like any other and the date is republished as late input. A file
     refused whole (``load.load_transaction_batches``) is recorded as REJECTED and alerted on the same way,
     and a corrected file landed at the same path is loaded by the next run.
+
+    When several windows of a date are ready at once (a run catching up), luigid hands them to the worker
+    as one batch (``window`` = "4,8,12"): they load in one pass, each with its own partition, audit row and
+    marker, exactly as one by one.
     """
 
     date = luigi.DateParameter()
-    window = luigi.ChoiceParameter(choices=[str(w) for w in replay.WINDOW_HOURS], var_type=str)
+    window = WindowsParameter(batch_method=",".join)
     resources = {"ecommerce_db_writer": 1}
+    max_batch_size = len(replay.WINDOW_HOURS)
 
     @property
-    def window_hour(self) -> int:
-        return int(self.window)
+    def window_hours(self) -> list[int]:
+        return [int(h) for h in self.window.split(",")]
 
-    @property
-    def batch(self) -> load.Batch:
-        return transaction_batch(self.date, self.window_hour)
-
-    def declared_missing(self) -> bool:
-        return missing_declaration(self.date, self.window_hour).exists() and not fs.target(self.batch.path).exists()
+    def declared_missing(self, hour: int) -> bool:
+        return (missing_declaration(self.date, hour).exists()
+                and not fs.target(transaction_batch(self.date, hour).path).exists())
 
     def requires(self):
-        masters = masters_day(self.date, self.window_hour)
-        moved = not fs.target(self.batch.path).exists() and bool(load.rejections(self.batch))
-        deps = [] if self.declared_missing() or moved else [feed_landed(self.date, self.batch.path)]
-        if masters:
-            deps += [ProductsSnapshot(masters), CountriesSnapshot(masters)]
-        return deps
+        deps = []
+        for hour in self.window_hours:
+            batch = transaction_batch(self.date, hour)
+            moved = not fs.target(batch.path).exists() and bool(load.rejections(batch))
+            if not (self.declared_missing(hour) or moved):
+                deps.append(feed_landed(self.date, batch.path))
+            masters = masters_day(self.date, hour)
+            if masters:
+                deps += [ProductsSnapshot(masters), CountriesSnapshot(masters)]
+        return list(dict.fromkeys(deps))
+
+    def marker_of(self, hour: int) -> luigi.Target:
+        return marker("transactions", f"{replay.batch_id(self.date, hour)}.json")
 
     def output(self):
-        return marker("transactions", f"{replay.batch_id(self.date, self.window_hour)}.json")
+        markers = [self.marker_of(h) for h in self.window_hours]
+        return markers[0] if len(markers) == 1 else markers
 
     def complete(self):
-        out = self.output()
-        if not out.exists():
-            return False
-        done = fs.read_json(out)
-        return not ((done.get("missing") or done.get("status") == "REJECTED") and fs.target(self.batch.path).exists())
+        for hour in self.window_hours:
+            out = self.marker_of(hour)
+            if not out.exists():
+                return False
+            done = fs.read_json(out)
+            if ((done.get("missing") or done.get("status") == "REJECTED")
+                    and fs.target(transaction_batch(self.date, hour).path).exists()):
+                return False
+        return True
 
     @writes_warehouse
     def run(self):
         spark = spark_with_schema()
-        if self.declared_missing():
-            note = fs.read_json(missing_declaration(self.date, self.window_hour))
-            load.record_missing_batch(spark, self.batch)
-            alerts.notify(spark, [Alert(
-                kind="feed", severity="error", subject=f"transaction feed {self.batch.batch_id} declared missing",
-                body=f"{self.batch.path} was due at {note.get('due_at')} UTC and had not landed at "
-                     f"{note.get('declared_at')} UTC; the batch is recorded as MISSING and {self.date}'s checks "
-                     "fail until it lands, then it is loaded as late input",
-                dedupe_key=f"feed:{self.batch.batch_id}", condition="MISSING")])
-            write_marker(self.output(), {"batch_id": self.batch.batch_id, "missing": True, "rows_received": 0,
-                                         "rows_loaded": 0, "rows_quarantined": 0, "rows_duplicate": 0,
-                                         "declared_at": note.get("declared_at")})
-            return
-        counts = load.load_transaction_batches(spark, [self.batch])
+        missing = [h for h in self.window_hours if self.declared_missing(h)]
+        for hour in missing:
+            self.record_missing(spark, hour)
+        batches = [transaction_batch(self.date, h) for h in self.window_hours if h not in missing]
+        counts = load.load_transaction_batches(spark, batches)
         alert_rejected(spark, counts)
-        write_marker(self.output(), next(iter(counts.values())))
+        for b in batches:
+            write_marker(self.marker_of(b.window_start.hour), counts[b.batch_id])
+
+    def record_missing(self, spark, hour: int) -> None:
+        batch = transaction_batch(self.date, hour)
+        note = fs.read_json(missing_declaration(self.date, hour))
+        load.record_missing_batch(spark, batch)
+        alerts.notify(spark, [Alert(
+            kind="feed", severity="error", subject=f"transaction feed {batch.batch_id} declared missing",
+            body=f"{batch.path} was due at {note.get('due_at')} UTC and had not landed at "
+                 f"{note.get('declared_at')} UTC; the batch is recorded as MISSING and {self.date}'s checks "
+                 "fail until it lands, then it is loaded as late input",
+            dedupe_key=f"feed:{batch.batch_id}", condition="MISSING")])
+        write_marker(self.marker_of(hour), {"batch_id": batch.batch_id, "missing": True, "rows_received": 0,
+                                            "rows_loaded": 0, "rows_quarantined": 0, "rows_duplicate": 0,
+                                            "declared_at": note.get("declared_at")})
 
 
 class RetryQuarantine(luigi.Task):

@@ -353,14 +353,14 @@ def reconciliation(raw_lines: DataFrame, fact: DataFrame, daily_mart: DataFrame,
         F.count(F.lit(1)).alias("raw_lines"),
         F.sum((F.col("quantity") * F.col("unit_price")).cast(AMOUNT_TYPE)).alias("raw_amount"))
     measures = _sales_measures()
-    facts = fact.groupBy("invoice_date").agg(
+    known = fact
+    for key, dim in dimension_keys.items():
+        known = known.join(dim.select(key).distinct().withColumn(f"_known_{key}", F.lit(True)), key, "left")
+    facts = known.groupBy("invoice_date").agg(
         F.count(F.lit(1)).alias("fact_lines"), F.sum("line_amount").alias("fact_amount"),
         measures[3].alias("fact_gross"), measures[4].alias("fact_returns"),
+        *[F.count(F.when(F.col(f"_known_{key}").isNull(), 1)).alias(f"orphans_{key}") for key in dimension_keys],
     )
-    for key, dim in dimension_keys.items():
-        orphans = fact.join(dim.select(key).distinct(), key, "left_anti").groupBy("invoice_date").agg(
-            F.count(F.lit(1)).alias(f"orphans_{key}"))
-        facts = facts.join(orphans, "invoice_date", "left")
     mart = daily_mart.groupBy("invoice_date").agg(F.sum("gross_revenue").alias("mart_gross"),
                                                   F.sum("returns_amount").alias("mart_returns"))
     joined = raw.join(facts, "invoice_date", "full").join(mart, "invoice_date", "full")
@@ -372,16 +372,13 @@ def reconciliation(raw_lines: DataFrame, fact: DataFrame, daily_mart: DataFrame,
         ("mart_returns_amount", "fact_returns", "mart_returns", zero_amount),
         *[(f"fact_orphans_{k}", None, f"orphans_{k}", F.lit(0)) for k in dimension_keys],
     ]
-    rows = [joined.select(
-        "invoice_date", F.lit(name).alias("check"),
+    rows = [F.struct(
+        F.lit(name).alias("check"),
         (F.coalesce(F.col(exp), default) if exp else F.lit(0)).cast("string").alias("expected"),
         F.coalesce(F.col(act), default).cast("string").alias("actual"),
         ((F.coalesce(F.col(exp), default) if exp else F.lit(0)) == F.coalesce(F.col(act), default)).alias("passed"),
     ) for name, exp, act, default in checks]
-    out = rows[0]
-    for r in rows[1:]:
-        out = out.unionByName(r)
-    return out
+    return joined.select("invoice_date", F.explode(F.array(*rows)).alias("_check")).select("invoice_date", "_check.*")
 
 
 def purchase_history_layout(history: DataFrame, buckets: int) -> DataFrame:

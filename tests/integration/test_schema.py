@@ -17,7 +17,7 @@ wh.SCHEMAS["scratch_schema"] = {"t": {"grain": "g", "columns": "a INT", "partiti
 wh.ensure_schema(spark, "scratch_schema")
 wh.ensure_schema(spark, "scratch_schema")
 print("SAME SPEC ACCEPTED")
-wh._checked.clear()
+wh.forget_checks()
 wh.SCHEMAS["scratch_schema"]["t"]["partition"] = "m DATE, b INT"
 try:
     wh.ensure_schema(spark, "scratch_schema")

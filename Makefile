@@ -8,7 +8,7 @@ PY      = $(VENV)/bin/python
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: dashboard run test setup services-start services-stop services-status stop status lint bench bench-marts bench-dashboard bench-simulate clean
+.PHONY: dashboard run test setup services-start services-stop services-status stop status lint bench bench-backfill bench-marts bench-dashboard bench-simulate clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 bench: setup
+	$(PY) -m bench $(ARGS)
+
+bench-backfill: setup
 	$(PY) -m bench.backfill $(ARGS)
 
 bench-marts: setup

@@ -4,9 +4,10 @@
 
 On a fresh stack (bench ports): ingest the range and publish every mart (``IngestBackfill``,
 ``MartsBackfill``) and run the SLA monitor once. Then time every page, until Streamlit has finished running it
-(``bench.browser``), three ways in one app: "cold", the first open after HiveServer2 and the app started
-(new sessions list each table's partitions once); "uncached", an open right after "Refresh data" emptied the
-query cache; "cached", ``--loads`` later opens within the cache's TTL (median). Last line: one JSON summary.
+(``bench.browser``), three ways in one app: "cold", the first open after HiveServer2 (restarted for it) and
+the app started (new sessions list each table's partitions once); "uncached", an open right after "Refresh
+data" emptied the query cache; "cached", ``--loads`` later opens within the cache's TTL (median). Last line:
+one JSON summary.
 """
 
 from __future__ import annotations
@@ -24,19 +25,13 @@ import urllib.request
 from pathlib import Path
 
 from bench.browser import act, open_url
-from bench.stack import ROOT, bench_stack, luigi_cmd, run_measured, succeeded
+from bench.stack import ROOT, BenchFailure, Stack, bench_stack, restart_service, run_task
 from dashboard import auth
 
+CHROMIUM = "/usr/bin/chromium"
 PAGES = ("Overview", "Geography", "Products", "Customers", "Anomalies", "Pipeline and SLA")
 USER = "bench"
 PASSWORD, SECRET = secrets.token_urlsafe(16), secrets.token_urlsafe(32)  # per run, never stored
-
-
-def _run(stack, module: str, *task: str) -> float:
-    wall, _, proc = run_measured(luigi_cmd(module, *task), stack.env)
-    if not succeeded(proc):
-        raise SystemExit(f"{' '.join(task)} failed:\n{proc.stderr[-3000:]}")
-    return wall
 
 
 def _visit(browser, env: dict, loads: int, screenshot: str | None) -> dict[str, dict[str, list[float]]]:
@@ -52,6 +47,7 @@ def _visit(browser, env: dict, loads: int, screenshot: str | None) -> dict[str, 
                                                  for p in (*PAGES, "My purchases")}
 
     def timed(page, action, heading, name, way):
+        """Do ``action`` and record how long until the page ``heading`` has finished."""
         t0 = time.monotonic()
         act(page, action, heading)
         times[name][way].append(time.monotonic() - t0)
@@ -94,7 +90,34 @@ def _visit(browser, env: dict, loads: int, screenshot: str | None) -> dict[str, 
     return times
 
 
+def page_times(stack: Stack, loads: int, screenshot: str | None = None,
+               restart_hiveserver2: bool = True) -> dict[str, dict[str, list[float]]]:
+    """Every page's load times on ``stack`` in headless chromium (``_visit``), HiveServer2 restarted first so
+    "cold" is the first open after it started; ``BenchFailure`` when chromium is missing."""
+    if not Path(CHROMIUM).exists():
+        raise BenchFailure(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    if restart_hiveserver2:
+        restart_service("hiveserver2")
+    env = dict(stack.env, **{auth.USERS_ENV: json.dumps({USER: auth.hash_password(PASSWORD)}),
+                             auth.SECRET_ENV: SECRET})
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        try:
+            return _visit(browser, env, loads, screenshot)
+        finally:
+            browser.close()
+
+
+def medians(times: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, float | None]]:
+    """Per page and way (cold, uncached, cached), the median seconds (None when not measured)."""
+    return {name: {way: round(statistics.median(t), 2) if t else None for way, t in ways.items()}
+            for name, ways in times.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Command line: publish the range on a bench stack (or reuse a kept one) and time every page."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--start", default="2010-12-01")
     parser.add_argument("--end", default="2011-12-09")
@@ -103,23 +126,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse", type=Path, help="a kept stack's state dir: skip publishing, time the pages")
     parser.add_argument("--screenshot", help="save the Overview page (full year) to this PNG")
     args = parser.parse_args(argv)
-    from playwright.sync_api import sync_playwright
-
     with bench_stack(keep=args.keep, reuse=args.reuse) as stack:
         print(f"stack {stack.state}", flush=True)
         if args.reuse is None:
-            ingest_s = _run(stack, "pipeline.tasks.ingest", "IngestBackfill", "--start", args.start, "--end", args.end)
-            marts_s = _run(stack, "pipeline.tasks.dw", "MartsBackfill", "--start", args.start, "--end", args.end)
-            _run(stack, "pipeline.tasks.sla", "SlaMonitor", "--now", f"{args.end}T0900")
+            ingest_s = run_task(stack, "pipeline.tasks.ingest", "IngestBackfill", "--start", args.start,
+                                "--end", args.end).wall_s
+            marts_s = run_task(stack, "pipeline.tasks.dw", "MartsBackfill", "--start", args.start,
+                               "--end", args.end).wall_s
+            run_task(stack, "pipeline.tasks.sla", "SlaMonitor", "--now", f"{args.end}T0900")
             print(f"ingest {ingest_s:.1f} s, marts {marts_s:.1f} s", flush=True)
-        env = dict(stack.env, **{auth.USERS_ENV: json.dumps({USER: auth.hash_password(PASSWORD)}),
-                                 auth.SECRET_ENV: SECRET})
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=["--no-sandbox"])
-            times = _visit(browser, env, args.loads, args.screenshot)
-            browser.close()
-    summary = {name: {way: round(statistics.median(t), 2) if t else None for way, t in ways.items()}
-               for name, ways in times.items()}
+        times = page_times(stack, args.loads, args.screenshot, restart_hiveserver2=args.reuse is None)
+    summary = medians(times)
     print(f"{'page':<18} {'cold':>7} {'uncached':>9} {'cached':>7}   (seconds; medians)")
     for name, s in summary.items():
         cells = [f"{s[w]:{n}.2f}" if s[w] is not None else " " * (n - 1) + "-" for w, n in

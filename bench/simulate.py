@@ -18,10 +18,17 @@ import subprocess
 import sys
 import time
 
-from bench.stack import ROOT, bench_stack
+from bench.stack import ROOT, Measured, Stack, bench_stack, run_pipeline
+
+
+def demo_run(stack: Stack, *args: str) -> Measured:
+    """``make run``'s command, ``python -m pipeline run [ARGS]`` (the demo window by default), on ``stack``,
+    measured; ``BenchFailure`` when it fails."""
+    return run_pipeline(stack, "run", *args)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line: the demo window, then the simulated days, on a fresh bench stack."""
     parser = argparse.ArgumentParser(prog="python -m bench.simulate", description=__doc__.splitlines()[0])
     parser.add_argument("--start", type=dt.date.fromisoformat, default=dt.date(2010, 12, 9))
     parser.add_argument("--days", type=int, default=14)
@@ -33,12 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     late = args.late if args.late is not None else [f"products@{args.start + dt.timedelta(days=3)}=11:30"]
     missing = args.missing if args.missing is not None else [f"transactions@{args.start + dt.timedelta(days=6)}T12"]
     with bench_stack(keep=args.keep) as stack:
-        t0 = time.monotonic()
-        demo = subprocess.run([sys.executable, "-m", "pipeline", "run"], cwd=ROOT, env=stack.env,
-                              capture_output=True, text=True)
-        demo_s = time.monotonic() - t0
-        if demo.returncode != 0:
-            raise SystemExit(f"the demo run failed:\n{demo.stdout[-3000:]}\n{demo.stderr[-3000:]}")
+        demo_s = demo_run(stack).wall_s
         cmd = [sys.executable, "-m", "pipeline", "simulate", "--start", str(args.start), "--days", str(args.days),
                "--speed", str(args.speed), *(f"--late={x}" for x in late), *(f"--missing={x}" for x in missing)]
         t0 = time.monotonic()

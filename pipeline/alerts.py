@@ -1,4 +1,5 @@
-"""Alert delivery: e-mail over SMTP and a JSON webhook, recorded in ``ecommerce_mart.alerts``.
+"""Alert delivery: e-mail over SMTP and a JSON webhook, recorded in ``ecommerce_mart.alerts`` (read and rewritten
+without Spark, through ``pipeline.io.arrow_tables``).
 
 SMTP settings are Luigi's own ``[smtp]`` section (host, port, ssl, no_tls, username, timeout), so Luigi's
 failure e-mails and these alerts use one server; the password comes only from ``$ECOM_SMTP_PASSWORD``
@@ -26,7 +27,7 @@ import luigi.notifications
 import pandas as pd
 
 from pipeline import warehouse as wh
-from pipeline.io import crash
+from pipeline.io import arrow_tables, crash
 from pipeline.runtime import clock
 from pipeline.transforms.alerting import Alert, compose, due, webhook_payload
 
@@ -112,7 +113,9 @@ def channels(cfg: alerts) -> dict:
 
 
 def notify(spark, candidates: list[Alert], now: dt.datetime | None = None) -> list[dict]:
-    """Send the candidates that are due, batched per channel, and record them; never raises."""
+    """Send the candidates that are due, batched per channel, and record them in ``ecommerce_mart.alerts``;
+    never raises. No Spark session is needed (``pipeline.io.arrow_tables``): ``spark``, when the caller has one,
+    only creates the marts' tables on a warehouse that has none yet."""
     try:
         return _notify(spark, candidates, now or clock.now())
     except Exception:  # noqa: BLE001
@@ -129,9 +132,11 @@ def _notify(spark, candidates: list[Alert], now: dt.datetime) -> list[dict]:
         log.warning("%d alerts but no alert channel is configured ([alerts]/[email] receiver, $%s): %s",
                     len(candidates), WEBHOOK_ENV, "; ".join(a.subject for a in candidates))
         return []
-    wh.ensure_schema(spark, MART)
-    sent = wh.read(spark, TABLE).selectExpr("channel", "dedupe_key", "alert_condition AS condition",
-                                            "delivery_status", "created_at AS alerted_at").toPandas()
+    if spark is not None and arrow_tables.missing([TABLE]):
+        wh.ensure_schema(spark, MART)
+    sent = arrow_tables.read(TABLE, columns=["channel", "dedupe_key", "alert_condition", "delivery_status",
+                                             "created_at"]) \
+        .rename(columns={"alert_condition": "condition", "created_at": "alerted_at"})
     records = []
     for name, send in configured.items():
         batch = due(candidates, sent, name, now, dt.timedelta(minutes=cfg.renotify_minutes))
@@ -150,10 +155,5 @@ def _notify(spark, candidates: list[Alert], now: dt.datetime) -> list[dict]:
         log.info("alert batch %s on %s: %d alerts, %s", batch_id, name, len(batch), error or "sent")
         crash.point("alerts.delivered")
     if records:
-        new = spark.createDataFrame(pd.DataFrame(records, columns=COLUMNS),
-                                    wh.SCHEMAS[MART]["alerts"]["columns"])
-        table = wh.read(spark, TABLE).unionByName(new).cache()
-        table.count()
-        wh.replace_table(spark, table.coalesce(1), TABLE)
-        table.unpersist()
+        arrow_tables.append(pd.DataFrame(records, columns=COLUMNS), TABLE)
     return records

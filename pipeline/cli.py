@@ -153,22 +153,22 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _anomaly(args: argparse.Namespace) -> int:
+    from pipeline.io.arrow_tables import TableMissing
     from pipeline.spark import MetastoreUnavailable
     from pipeline.tasks import quality
     from pipeline.transforms import anomalies
 
     try:
         change = quality.set_status(args.line_id, args.status, args.by, args.note)
-    except (anomalies.InvalidTransition, quality.UnknownAnomaly, MetastoreUnavailable) as exc:
+    except (anomalies.InvalidTransition, quality.UnknownAnomaly, MetastoreUnavailable, TableMissing) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"anomaly {change['line_id']} ({change['invoice_date']}): {change['from']} -> {change['to']} "
-          f"by {change['by']} at {change['at']} UTC")
+    print(quality.describe_change(change))
     return 0
 
 
 def _sla(args: argparse.Namespace) -> int:
-    from pipeline import hs2
+    from pipeline.io import arrow_tables
     from pipeline.runtime import clock, operate, recovery
     from pipeline.tasks.sla import SlaMonitor
 
@@ -181,11 +181,12 @@ def _sla(args: argparse.Namespace) -> int:
         for line in recovery.explain(result):
             print(f"  {line}", file=sys.stderr)
         return 1
-    rows = hs2.query("SELECT invoice_date, mart_group, state, evidence FROM ecommerce_mart.sla_status "
-                     "WHERE checked_at = %(now)s ORDER BY invoice_date", {"now": f"{now:%Y-%m-%d %H:%M:%S}"})
+    status = arrow_tables.read("ecommerce_mart.sla_status", columns=["invoice_date", "mart_group", "state",
+                                                                      "evidence", "checked_at"])
+    rows = status[status["checked_at"] == now].sort_values(["invoice_date", "mart_group"])
     print(f"SLA at {now:%Y-%m-%d %H:%M} UTC: {len(rows)} business days watched")
-    for day, group, state, evidence in rows:
-        print(f"  {day} {group:<12} {state:<9} {evidence}")
+    for r in rows.itertuples():
+        print(f"  {r.invoice_date} {r.mart_group:<12} {r.state:<9} {r.evidence}")
     return 0
 
 

@@ -1,21 +1,46 @@
 """Anomalies: flagged lines with their baseline and score; analysts move them through their lifecycle."""
 
-import subprocess
-import sys
+import logging
 
 import streamlit as st
 
 from dashboard import data
 from pipeline import config
 
+log = logging.getLogger(__name__)
+
 NEXT = {"NEW": ["ACKNOWLEDGED", "RESOLVED", "FALSE_POSITIVE"], "ACKNOWLEDGED": ["RESOLVED", "FALSE_POSITIVE"]}
+LOCK_WAIT_S = 30.0  # a review waits this long for a pipeline run holding the warehouse lock, then says so
 
 
-def change_status(line_id: str, status: str, by: str, note: str) -> tuple[bool, str]:
-    """Through the same command analysts use (``python -m pipeline anomaly``), so who and when are recorded."""
-    proc = subprocess.run([sys.executable, "-m", "pipeline", "anomaly", line_id, status, "--by", by, "--note", note],
-                          cwd=config.PROJECT_ROOT, capture_output=True, text=True, timeout=600)
-    return proc.returncode == 0, (proc.stdout if proc.returncode == 0 else proc.stderr).strip().splitlines()[-1:]
+def _reviews():
+    """The module that records status changes (``pipeline.tasks.quality``; its first import takes about a
+    second, so the page imports it once the table is on screen)."""
+    from pipeline.tasks import quality
+
+    return quality
+
+
+def change_status(line_id: str, status: str, by: str, note: str, invoice_date=None) -> tuple[bool, str]:
+    """Record the change in this process, as ``python -m pipeline anomaly`` does (who and when, under the
+    warehouse lock): (done, what happened or why not, as one plain sentence)."""
+    from pipeline.io.arrow_tables import TableMissing
+    from pipeline.io.lock import WarehouseLockTimeout
+    from pipeline.spark import MetastoreUnavailable
+    from pipeline.transforms.anomalies import InvalidTransition
+
+    quality = _reviews()
+    config.load_profile()
+    try:
+        change = quality.set_status(line_id, status, by, note, invoice_date=invoice_date, lock_timeout_s=LOCK_WAIT_S)
+    except (InvalidTransition, quality.UnknownAnomaly, TableMissing, MetastoreUnavailable,
+            WarehouseLockTimeout) as exc:
+        return False, str(exc)
+    except Exception as exc:  # noqa: BLE001  (the page shows a sentence, never a stack trace)
+        log.exception("status change of anomaly %s to %s by %s failed", line_id, status, by)
+        return False, (f"The change was not recorded: {type(exc).__name__}. Details are in the dashboard's log; "
+                       "try again, or use `python -m pipeline anomaly`.")
+    return True, quality.describe_change(change)
 
 
 def render() -> None:
@@ -30,16 +55,18 @@ def render() -> None:
     open_lines = flagged[flagged["status"].isin(list(NEXT))]
     if open_lines.empty:
         return
+    _reviews()
     st.subheader("Review a line")
     with st.form("review"):
         line_id = st.selectbox("Line", open_lines["line_id"].unique().tolist(), key="review_line")
-        current = open_lines.loc[open_lines["line_id"] == line_id, "status"].iloc[0]
-        status = st.selectbox("New status", NEXT[current], key="review_status")
+        chosen = open_lines.loc[open_lines["line_id"] == line_id].iloc[0]
+        status = st.selectbox("New status", NEXT[chosen["status"]], key="review_status")
         note = st.text_input("Note", key="review_note")
         submitted = st.form_submit_button("Record")
     if submitted:
-        ok, message = change_status(line_id, status, auth_user(), note)
-        (st.success if ok else st.error)(" ".join(message) or "done")
+        with st.spinner("Recording..."):
+            ok, message = change_status(line_id, status, auth_user(), note, chosen["invoice_date"])
+        (st.success if ok else st.error)(message)
         if ok:
             data.query.clear()
 

@@ -160,8 +160,8 @@ def alert_rejected(spark, counts: dict[str, dict]) -> None:
 
 
 class WindowsParameter(luigi.Parameter):
-    """A transaction window's start hour ("0" .. "20"). The scheduler may hand a worker several pending
-    windows of one date as one batch: their hours joined by commas, in the order of the day."""
+    """A transaction window's start hour ("0" .. "20"), or several windows of one date joined by commas
+    (kept in the order of the day)."""
 
     def normalize(self, x):
         parts = [h.strip() for h in str(x).split(",") if h.strip()]
@@ -183,15 +183,13 @@ class TransactionBatch(luigi.Task):
     refused whole (``load.load_transaction_batches``) is recorded as REJECTED and alerted on the same way,
     and a corrected file landed at the same path is loaded by the next run.
 
-    When several windows of a date are ready at once (a run catching up), luigid hands them to the worker
-    as one batch (``window`` = "4,8,12"): they load in one pass, each with its own partition, audit row and
-    marker, exactly as one by one.
+    Several windows of a date (``--window 4,8,12``) load in one pass, each with its own partition, audit row
+    and marker, exactly as one by one.
     """
 
     date = luigi.DateParameter()
-    window = WindowsParameter(batch_method=",".join)
+    window = WindowsParameter()
     resources = {"ecommerce_db_writer": 1}
-    max_batch_size = len(replay.WINDOW_HOURS)
 
     @property
     def window_hours(self) -> list[int]:

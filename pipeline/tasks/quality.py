@@ -8,7 +8,10 @@ the SLA settings.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import luigi
@@ -18,7 +21,7 @@ from pyspark.sql import functions as F
 
 from pipeline import alerts, config, fs, history, load, replay
 from pipeline import warehouse as wh
-from pipeline.io import crash, lock
+from pipeline.io import arrow_tables, crash, lock
 from pipeline.runtime import clock
 from pipeline.tasks.base import write_marker, writes_warehouse
 from pipeline.tasks.dw import (
@@ -122,45 +125,63 @@ class UnknownAnomaly(LookupError):
     """No flagged line has the given id."""
 
 
-def set_status(line_id: str, status: str, changed_by: str, note: str = "") -> dict:
-    """Record a lifecycle change of a flagged line (who, when, why) and republish its date's partition.
+def set_status(line_id: str, status: str, changed_by: str, note: str = "",
+               invoice_date: str | dt.date | None = None, lock_timeout_s: float | None = None) -> dict:
+    """Record a lifecycle change of a flagged line (who, when, why) and republish its date's partition of
+    ``ecommerce_mart.anomalies`` with the line's new status; no Spark session (``pipeline.io.arrow_tables``).
 
-    Holds the warehouse lock. A change already at the end of the line's log (recorded by a call that died
-    before republishing the partition) is not recorded twice.
+    Holds the warehouse lock, waiting for another writer up to ``lock_timeout_s`` (default ``[warehouse]
+    lock_timeout_s``). ``invoice_date``, when the caller knows the line's date, spares searching every date's
+    flags. A change already at the end of the line's log (recorded by a call that died before republishing the
+    partition) is not recorded twice.
     """
     if not changed_by.strip():
         raise an.InvalidTransition("say who changes the status (--by)")
-    with lock.warehouse_lock(f"anomaly status {line_id} by {changed_by}"):
-        return _set_status(line_id, status, changed_by, note)
+    with _one_review_at_a_time, lock.warehouse_lock(f"anomaly status {line_id} by {changed_by}", lock_timeout_s):
+        return _set_status(line_id, status, changed_by, note, invoice_date)
 
 
-def _set_status(line_id: str, status: str, changed_by: str, note: str) -> dict:
-    spark = dw_spark()
+# The warehouse lock is re-entrant within a process, whichever thread holds it; the dashboard reviews lines on
+# the threads of its browser sessions, so its reviews also queue here.
+_one_review_at_a_time = threading.Lock()
+
+
+def _flagged_date(table: str, line_id: str) -> str | None:
+    """The invoice date whose flags hold ``line_id`` (the line id column of every date is read)."""
+    ids = arrow_tables.read(table, columns=["line_id", "invoice_date"])
+    found = ids.loc[ids["line_id"] == line_id, "invoice_date"]
+    return str(found.iloc[0]) if len(found) else None
+
+
+def _set_status(line_id: str, status: str, changed_by: str, note: str, invoice_date) -> dict:
     table, log_table = f"{MART}.anomalies", f"{MART}.anomaly_status_log"
-    found = wh.read(spark, table).where(F.col("line_id") == line_id).select("invoice_date", "status").first()
-    if found is None:
-        raise UnknownAnomaly(f"no flagged line with id {line_id!r} in {table}")
-    an.check_transition(found.status, status)
+    day = str(invoice_date) if invoice_date is not None else _flagged_date(table, line_id)
+    flags = arrow_tables.read(table, [day]) if day else pd.DataFrame(columns=["line_id"])
+    line = flags[flags["line_id"] == line_id]
+    if line.empty:
+        raise UnknownAnomaly(f"no flagged line with id {line_id!r} in {table}" + (f" on {day}" if day else ""))
+    current = line["status"].iloc[0]
+    an.check_transition(current, status)
+    status_log = arrow_tables.read(log_table)
     now = clock.now()
-    status_log = wh.read(spark, log_table)
-    last = status_log.where(F.col("line_id") == line_id).orderBy(F.desc("changed_at")).first()
-    if last is not None and (last.status, last.changed_by, last.note) == (status, changed_by, note):
-        now = last.changed_at
+    last = an.latest_changes(status_log[status_log["line_id"] == line_id])
+    if len(last) and (last["status"][0], last["changed_by"][0], last["note"][0]) == (status, changed_by, note):
+        now = last["changed_at"][0]
     else:
-        change = spark.createDataFrame([(line_id, found.invoice_date, status, changed_by, now, note)],
-                                       wh.SCHEMAS[MART]["anomaly_status_log"]["columns"])
-        status_log = status_log.unionByName(change).cache()
-        status_log.count()
-        wh.replace_table(spark, status_log.coalesce(1), log_table)
+        arrow_tables.append(pd.DataFrame([{"line_id": line_id, "invoice_date": line["invoice_date"].iloc[0],
+                                           "status": status, "changed_by": changed_by, "changed_at": now,
+                                           "note": note}]), log_table)
         crash.point("anomaly.log_published")
-        status_log = wh.read(spark, log_table)
-    day = wh.read(spark, table).where(F.col("invoice_date") == F.lit(found.invoice_date)) \
-        .drop("status", "status_changed_by", "status_changed_at").cache()
-    day.count()
-    wh.replace_partitions(spark, an.with_status(day, status_log).coalesce(1), table, "invoice_date",
-                          [str(found.invoice_date)])
-    return {"line_id": line_id, "invoice_date": str(found.invoice_date), "from": found.status, "to": status,
-            "by": changed_by, "at": f"{now:%Y-%m-%d %H:%M:%S}"}
+        status_log = arrow_tables.read(log_table)
+    arrow_tables.replace_partition(an.apply_status(flags, status_log), table, day)
+    return {"line_id": line_id, "invoice_date": day, "from": current, "to": status, "by": changed_by,
+            "at": f"{now:%Y-%m-%d %H:%M:%S}"}
+
+
+def describe_change(change: dict) -> str:
+    """What a status change did, in one line (the command line prints it, the dashboard shows it)."""
+    return (f"anomaly {change['line_id']} ({change['invoice_date']}): {change['from']} -> {change['to']} "
+            f"by {change['by']} at {change['at']} UTC")
 
 
 wh.SCHEMAS[MART]["dq_results"] = {
@@ -243,12 +264,14 @@ def landed_data_lines(path: str) -> int | None:
         return 0
 
 
-def failing_rows(spark, check: dict, day: dt.date) -> DataFrame:
-    """The failing rows of one check for the run date, through the check type's transform."""
+def failing_rows(spark, check: dict, day: dt.date, touched: Callable[[], list[str]] | None = None) -> DataFrame:
+    """The failing rows of one check for the run date, through the check type's transform. ``touched``
+    gives the batches the date's ingestion wrote (``batches_touched``), when the caller has them."""
     from pipeline.transforms import dq as checks
 
     date_column = check.get("date_column", "invoice_date")
     kind = check["type"]
+    touched = touched or functools.cache(lambda: batches_touched(spark, day))
     if kind == "freshness":
         now = clock.now()
         expected = feeds([day], sla())
@@ -264,14 +287,13 @@ def failing_rows(spark, check: dict, day: dt.date) -> DataFrame:
         return reconciliation(spark, [day]).where(~F.col("passed")).select(
             F.concat_ws(" ", "check", F.lit("expected"), "expected", F.lit("got"), "actual").alias("failing_key"))
     if kind == "batch_encoding":
-        feeds_of_day = [*batches_touched(spark, day), f"products_{day:%Y%m%d}", f"countries_{day:%Y%m%d}"]
+        feeds_of_day = [*touched(), f"products_{day:%Y%m%d}", f"countries_{day:%Y%m%d}"]
         return checks.batch_encoding(wh.read(spark, "batch_audit").where(F.col("batch_id").isin(feeds_of_day)),
                                      list(records.UTF8_ENCODINGS))
     if kind in ("batch_rows", "batch_received"):
-        touched = batches_touched(spark, day)
-        audit = wh.read(spark, "batch_audit").where(F.col("batch_id").isin(touched))
+        audit = wh.read(spark, "batch_audit").where(F.col("batch_id").isin(touched()))
         if kind == "batch_rows":
-            raw = wh.read(spark, "transactions_raw").where(F.col("batch_id").isin(touched))
+            raw = wh.read(spark, "transactions_raw").where(F.col("batch_id").isin(touched()))
             return checks.batch_rows(audit, raw.groupBy("batch_id").agg(F.count(F.lit(1)).alias("rows")))
         files = audit.select("batch_id", "source_files").collect()
         landed = spark.createDataFrame([(r.batch_id, landed_data_lines(r.source_files)) for r in files],
@@ -377,10 +399,16 @@ class DataQualityChecks(_DailyTable):
         for day in dates:
             now = clock.now()
             run_id = f"{day}@{now:%Y%m%dT%H%M%S}"
+            touched = functools.cache(lambda day=day: batches_touched(spark, day))
+            summaries = [failing_rows(spark, check, day, touched).agg(
+                F.count(F.lit(1)).alias("failing"),
+                F.slice(F.collect_list(F.col("failing_key").cast("string")), 1, cfg.sample_size).alias("sample"),
+            ).select(F.lit(i).alias("check"), "failing", "sample") for i, check in enumerate(checks)]
+            found = {r.check: (r.failing, r.sample)
+                     for r in functools.reduce(DataFrame.unionByName, summaries).collect()}
             results = []
-            for check in checks:
-                count, sample = failing_rows(spark, check, day).agg(
-                    F.count(F.lit(1)), F.slice(F.collect_list("failing_key"), 1, cfg.sample_size)).first()
+            for i, check in enumerate(checks):
+                count, sample = found[i]
                 results.append((run_id, check["name"], check["type"], check["table"], check["severity"],
                                 "FAIL" if count else "PASS", count, "; ".join(sample or []), now, day))
             rows = spark.createDataFrame(results, wh.SCHEMAS[MART]["dq_results"]["columns"] + ", invoice_date DATE")

@@ -19,15 +19,14 @@ import logging
 
 import luigi
 import pandas as pd
-from pyspark.sql import functions as F
 
 from pipeline import alerts, config, fs, history
 from pipeline import warehouse as wh
-from pipeline.io import crash
+from pipeline.io import arrow_tables, crash
 from pipeline.runtime import clock
 from pipeline.tasks import dw, ingest
 from pipeline.tasks.base import write_marker, writes_warehouse
-from pipeline.tasks.dw import MART, dw_spark, marker
+from pipeline.tasks.dw import DW, MART, dw_spark, marker
 from pipeline.tasks.quality import feeds, sla
 from pipeline.transforms import sla as rules
 
@@ -43,6 +42,8 @@ wh.SCHEMAS[MART]["sla_history"] = {
     "grain": "one row per business day, mart group and SLA state it entered, with the evaluation that saw it first",
     "columns": "invoice_date DATE, mart_group STRING, state STRING, since TIMESTAMP, evidence STRING",
 }
+STATUS_TABLE, HISTORY_TABLE = f"{MART}.sla_status", f"{MART}.sla_history"
+HISTORY_COLUMNS = ["invoice_date", "mart_group", "state", "since", "evidence"]
 STATUS_COLUMNS = ["mart_group", "deadline_at", "state", "state_since", "ready_at", "expected_finish_at", "late_feeds",
                   "late_tasks", "tasks_left", "evidence", "checked_at", "invoice_date"]
 
@@ -98,11 +99,12 @@ def remaining_tasks(day: dt.date, families) -> list[luigi.Task]:
     return todo
 
 
-def ready_times(spark, days: list[dt.date], cfg: sla) -> pd.DataFrame:
+def ready_times(days: list[dt.date], cfg: sla) -> pd.DataFrame:
     """When each group was ready for each day: the latest of its tasks' ready times (none if one is missing)."""
-    marts_ready = {r.invoice_date: r.first_ready_at for r in dw.read_dates(spark, f"{MART}.marts_ready", days)
-                   .groupBy("invoice_date").agg(F.min(F.coalesce("first_ready_at", "ready_at")).alias("first_ready_at"))
-                   .collect()}
+    records = arrow_tables.read(f"{MART}.marts_ready", columns=["invoice_date", "first_ready_at", "ready_at"])
+    records = records[records["invoice_date"].isin(days)]
+    first = records["first_ready_at"].fillna(records["ready_at"])
+    marts_ready = first.groupby(records["invoice_date"]).min().to_dict()
     rows = []
     for name, group in cfg.groups.items():
         for day in days:
@@ -118,7 +120,7 @@ def ready_times(spark, days: list[dt.date], cfg: sla) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["invoice_date", "mart_group", "ready_at"])
 
 
-def evaluate(spark, now: dt.datetime, cfg: sla, first_day: dt.date | None = None,
+def evaluate(now: dt.datetime, cfg: sla, first_day: dt.date | None = None,
              last_day: dt.date | None = None) -> pd.DataFrame:
     """The SLA state of every monitored day and group at ``now`` (``monitored_days``)."""
     days = monitored_days(now, cfg, first_day, last_day)
@@ -138,12 +140,35 @@ def evaluate(spark, now: dt.datetime, cfg: sla, first_day: dt.date | None = None
         log.warning("%s: expected finishes use [sla] default_task_s", exc)
         events = pd.DataFrame(columns=history.COLUMNS)
     runs = rules.task_runs(events)
-    return rules.sla_states(groups, ready_times(spark, days, cfg), late, remaining, runs, now, cfg.default_task_s)
+    return rules.sla_states(groups, ready_times(days, cfg), late, remaining, runs, now, cfg.default_task_s)
+
+
+def ensure_tables() -> None:
+    """Start Spark only when the catalog lacks a table of the star schema or the marts (a new warehouse):
+    ``dw_spark`` creates them, or refuses a catalog that lost published tables."""
+    wanted = [f"{db}.{t}" for db in (DW, MART) for t in wh.SCHEMAS[db]]
+    absent = arrow_tables.missing(wanted)
+    if absent:
+        log.info("%s not in the catalog yet: creating the warehouse's tables with Spark", ", ".join(absent))
+        dw_spark()
+
+
+def entered_states(status: pd.DataFrame, earlier: pd.DataFrame, now: dt.datetime) -> pd.DataFrame:
+    """The ``sla_history`` rows of the states ``status`` entered at ``now`` that ``earlier`` (the recorded
+    history) does not hold yet (a rerun of the same evaluation adds nothing)."""
+    changed = status[status["state_since"] == now].rename(columns={"state_since": "since"})[HISTORY_COLUMNS]
+
+    def keys(rows: pd.DataFrame):
+        return zip(rows["invoice_date"], rows["mart_group"], rows["state"], pd.to_datetime(rows["since"]), strict=True)
+
+    recorded = set(keys(earlier))
+    return changed.loc[[k not in recorded for k in keys(changed)]]
 
 
 class SlaMonitor(luigi.Task):
     """Evaluate the SLA of the monitored days at ``now``, record ``ecommerce_mart.sla_status`` and each state a
-    day enters in ``ecommerce_mart.sla_history``, alert on changes.
+    day enters in ``ecommerce_mart.sla_history``, alert on changes; without a Spark session
+    (``pipeline.io.arrow_tables``), except once on a warehouse whose tables do not exist yet.
 
     Meant to be called by a scheduler every few minutes: each call is a new task (``now`` defaults to the
     current minute, UTC) with its own marker, so a rerun of the same minute does nothing. ``first_day`` and
@@ -162,35 +187,23 @@ class SlaMonitor(luigi.Task):
     @writes_warehouse
     def run(self):
         cfg = sla()
-        spark = dw_spark()
+        ensure_tables()
         first, last = (dt.date.fromisoformat(d) if d else None for d in (self.first_day, self.last_day))
-        status = evaluate(spark, self.now, cfg, first, last)
-        table = f"{MART}.sla_status"
+        status = evaluate(self.now, cfg, first, last)
         if len(status):
-            previous = wh.read(spark, table).toPandas()
+            previous = arrow_tables.read(STATUS_TABLE)
             status = rules.state_changes(status, previous, self.now)
-            changed = status[status["state_since"] == self.now]
-            if len(changed):
-                entered = spark.createDataFrame(
-                    changed.rename(columns={"state_since": "since"})[["invoice_date", "mart_group", "state", "since",
-                                                                       "evidence"]],
-                    wh.SCHEMAS[MART]["sla_history"]["columns"])
-                history_table = f"{MART}.sla_history"
-                earlier = wh.read(spark, history_table)
-                rows = earlier.unionByName(entered.join(earlier, ["invoice_date", "mart_group", "state", "since"],
-                                                        "left_anti")).cache()
-                rows.count()
-                wh.replace_table(spark, rows.coalesce(1), history_table)
-                rows.unpersist()
+            earlier = arrow_tables.read(HISTORY_TABLE)
+            entered = entered_states(status, earlier, self.now)
+            if len(entered):
+                arrow_tables.append(entered, HISTORY_TABLE)
             keep = previous[~previous["invoice_date"].isin(set(status["invoice_date"]))]
-            rows = pd.concat([keep[STATUS_COLUMNS], status[STATUS_COLUMNS]], ignore_index=True).astype(object)
-            rows = rows.where(rows.notna(), None)
-            wh.replace_table(spark, spark.createDataFrame(rows, wh.SCHEMAS[MART]["sla_status"]["columns"])
-                             .coalesce(1), table)
+            frames = [f[STATUS_COLUMNS] for f in (keep, status) if len(f)]
+            arrow_tables.replace_table(pd.concat(frames, ignore_index=True), STATUS_TABLE)
         crash.point("sla.published")
         for s in status.itertuples():
             log.info("SLA %s %s: %s (%s)", s.mart_group, s.invoice_date, s.state, s.evidence)
-        sent = alerts.notify(spark, rules.alerts_for(status, self.now) if len(status) else [], self.now)
+        sent = alerts.notify(None, rules.alerts_for(status, self.now) if len(status) else [], self.now)
         write_marker(self.output(), {
             "now": self.now, "states": {f"{s.mart_group} {s.invoice_date}": s.state for s in status.itertuples()},
             "alerts_sent": len([r for r in sent if r["delivery_status"] == "SENT"])})

@@ -15,12 +15,18 @@ Only sale lines (not cancelled, quantity > 0) are scored and form baselines; lin
 leave the baseline. A product with fewer than ``min_history`` baseline lines (a new product: both famous bulk
 orders of the real data are their product's first sale) is scored against the store-wide baseline of the
 same window instead, when one is given (``baseline_scope = 'store'``).
+
+Lifecycle: ``NEW -> ACKNOWLEDGED -> RESOLVED``, or ``FALSE_POSITIVE``. A line's status is its latest change in
+``ecommerce_mart.anomaly_status_log``; the rule is written once, on pandas rows (``latest_changes``,
+``apply_status``), used as it is by the review and by Spark through ``current_status`` and ``with_status``.
 """
 
 from __future__ import annotations
 
+import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType, TimestampType
 
 RULES = ("stddev", "mad")
 METRICS = ("quantity", "line_amount")
@@ -115,6 +121,11 @@ def score_lines(day_fact: DataFrame, baselines: DataFrame, rule: str, threshold:
 
 
 STATUSES = ("NEW", "ACKNOWLEDGED", "RESOLVED", "FALSE_POSITIVE")
+INITIAL_STATUS = "NEW"
+STATUS_COLUMNS = ("status", "status_changed_by", "status_changed_at")
+CURRENT_STATUS_SCHEMA = StructType([
+    StructField("line_id", StringType()), StructField("status", StringType()),
+    StructField("status_changed_by", StringType()), StructField("status_changed_at", TimestampType())])
 TRANSITIONS = {
     "NEW": {"ACKNOWLEDGED", "RESOLVED", "FALSE_POSITIVE"},
     "ACKNOWLEDGED": {"RESOLVED", "FALSE_POSITIVE"},
@@ -136,17 +147,39 @@ def check_transition(current: str, new: str) -> None:
         raise InvalidTransition(f"an anomaly in status {current} cannot become {new}; allowed: {allowed}")
 
 
-def current_status(status_log: DataFrame) -> DataFrame:
-    """The latest status change per line: ``line_id, status, status_changed_by, status_changed_at``."""
-    from pyspark.sql import Window
+def latest_changes(status_log: pd.DataFrame) -> pd.DataFrame:
+    """The lifecycle rule: a line's status is its latest change in ``status_log`` (by ``changed_at``; on a tie
+    the later one in the log). The log rows that say so, one per line that has changes."""
+    return status_log.sort_values("changed_at", kind="stable").drop_duplicates("line_id", keep="last") \
+        .reset_index(drop=True)
 
-    latest = Window.partitionBy("line_id").orderBy(F.desc("changed_at"))
-    return status_log.withColumn("_rn", F.row_number().over(latest)).where("_rn = 1").select(
-        "line_id", "status", F.col("changed_by").alias("status_changed_by"),
-        F.col("changed_at").alias("status_changed_at"))
+
+def _statuses(status_log: pd.DataFrame) -> pd.DataFrame:
+    latest = latest_changes(status_log)
+    return pd.DataFrame({
+        "line_id": latest["line_id"].astype(object), "status": latest["status"].astype(object),
+        "status_changed_by": latest["changed_by"].astype(object),
+        "status_changed_at": pd.to_datetime(latest["changed_at"])})
+
+
+def apply_status(flags: pd.DataFrame, status_log: pd.DataFrame) -> pd.DataFrame:
+    """Flagged lines with their lifecycle status: the line's latest change (``latest_changes``), or ``NEW``, by
+    no one, when nobody has changed it. Status columns already in ``flags`` are replaced."""
+    base = flags.drop(columns=[c for c in STATUS_COLUMNS if c in flags.columns])
+    out = base.merge(_statuses(status_log), on="line_id", how="left")
+    out["status"] = out["status"].fillna(INITIAL_STATUS)
+    return out
+
+
+def current_status(status_log: DataFrame) -> DataFrame:
+    """The latest change per line (``latest_changes``) of a status log held by Spark (a small table, collected):
+    ``line_id, status, status_changed_by, status_changed_at``."""
+    return status_log.sparkSession.createDataFrame(_statuses(status_log.toPandas()), CURRENT_STATUS_SCHEMA)
 
 
 def with_status(flags: DataFrame, status_log: DataFrame) -> DataFrame:
-    """Flagged lines with their lifecycle status (``NEW`` until someone changes it)."""
-    return flags.join(current_status(status_log), "line_id", "left").withColumn(
-        "status", F.coalesce("status", F.lit("NEW")))
+    """``apply_status`` over flagged lines held by Spark, batch by batch (the status log is small and collected)."""
+    log_rows = status_log.toPandas()
+    base = flags.drop(*STATUS_COLUMNS)
+    schema = StructType([*base.schema.fields, *CURRENT_STATUS_SCHEMA.fields[1:]])
+    return base.mapInPandas(lambda batches: (apply_status(b, log_rows) for b in batches), schema)

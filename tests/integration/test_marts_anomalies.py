@@ -1,10 +1,12 @@
 """Anomaly detection on the second real day against the first (each product's own lines, or all lines for a
-new product), and the status lifecycle from the CLI.
+new product), and the status lifecycle from the CLI (without Spark), also when the CLI dies between the log and
+the republished partition.
 
 Expected flags come from a plain-Python modified z-score over the source lines (not from the pipeline).
 Runs before ``test_marts_late_lines``, which adds a line to the first day.
 """
 
+import os
 import statistics
 import subprocess
 import sys
@@ -14,6 +16,7 @@ from decimal import Decimal
 import pytest
 
 from pipeline import hs2
+from pipeline.io import crash
 from tests.integration.conftest import ROOT, marker_path, run_luigi
 from tests.integration.realdata import DAYS, loaded_rows
 
@@ -70,9 +73,12 @@ def test_flags_match_a_plain_python_modified_z_score(detected):
     assert {r[4] for r in flagged_rows()} == {"NEW"}
 
 
-def anomaly_cli(*args):
-    return subprocess.run([sys.executable, "-m", "pipeline", "anomaly", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
+def anomaly_cli(*args, crash_at: str = ""):
+    """``python -m pipeline anomaly``, with a ``SPARK_HOME`` that does not exist: it must not start Spark."""
+    env = {k: v for k, v in os.environ.items() if k != crash.ENV}
+    env.update({"SPARK_HOME": "/nonexistent/spark", **({crash.ENV: crash_at} if crash_at else {})})
+    return subprocess.run([sys.executable, "-m", "pipeline", "anomaly", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
 
 
 def test_status_lifecycle_from_the_cli_survives_a_rerun(detected):
@@ -98,3 +104,19 @@ def test_status_lifecycle_from_the_cli_survives_a_rerun(detected):
 def test_unknown_line_is_a_clear_error(detected):
     proc = anomaly_cli("no-such-line", "ACKNOWLEDGED", "--by", "alice")
     assert proc.returncode == 2 and "no flagged line with id 'no-such-line'" in proc.stderr
+
+
+def test_a_review_that_died_after_logging_is_finished_by_the_same_command_and_logged_once(detected):
+    line_id = sorted(flagged_rows())[-1][0]
+    died = anomaly_cli(line_id, "RESOLVED", "--by", "dave", "--note", "a wholesale order",
+                       crash_at="anomaly.log_published")
+    assert died.returncode == crash.EXIT_CODE, died.stderr[-2000:]
+    statuses = {r[4] for r in flagged_rows() if r[0] == line_id}
+    assert statuses == {"NEW"}  # logged, the date not republished yet
+    again = anomaly_cli(line_id, "RESOLVED", "--by", "dave", "--note", "a wholesale order")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "NEW -> RESOLVED by dave" in again.stdout
+    log = hs2.query("SELECT status, changed_by FROM ecommerce_mart.anomaly_status_log WHERE line_id = %(l)s",
+                    {"l": line_id})
+    assert [tuple(r) for r in log] == [("RESOLVED", "dave")]
+    assert {r[4] for r in flagged_rows() if r[0] == line_id} == {"RESOLVED"}

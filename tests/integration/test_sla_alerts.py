@@ -2,8 +2,9 @@
 
 A real run with an injected fault (the 2010-12-05 products snapshot never lands) leaves the day's marts
 undone; the monitor at a replayed clock says ``AT_RISK`` before the 10:00 deadline and ``MISSED`` after it,
-with exactly one e-mail and one webhook call for each. Runs before ``test_snapshot_order``, which moves the
-products master past this day.
+with exactly one e-mail and one webhook call for each; ``python -m pipeline sla`` and ``alerts.notify`` do their
+work without starting Spark (they run with a ``SPARK_HOME`` that does not exist). Runs before
+``test_snapshot_order``, which moves the products master past this day.
 """
 
 import configparser
@@ -25,6 +26,7 @@ pytestmark = pytest.mark.integration
 
 FAULT_DAY = "2010-12-05"
 PREFIX = "[ecommerce-dw]"
+NO_SPARK = "/nonexistent/spark"  # as SPARK_HOME: a command that started a Spark session would fail
 
 
 class Webhook(BaseHTTPRequestHandler):
@@ -112,6 +114,13 @@ def test_a_missing_master_file_is_at_risk_then_missed_with_one_email_and_one_web
                              {"k": f"sla:all_marts:{FAULT_DAY}"})
         assert [tuple(r) for r in recorded] == [("email", "AT_RISK", "SENT"), ("webhook", "AT_RISK", "SENT"),
                                                 ("email", "MISSED", "SENT"), ("webhook", "MISSED", "SENT")]
+
+        cli = subprocess.run([sys.executable, "-m", "pipeline", "sla", "--now", "2010-12-06T10:45"], cwd=ROOT,
+                             env=dict(env, SPARK_HOME=NO_SPARK), capture_output=True, text=True, timeout=600)
+        assert cli.returncode == 0, cli.stdout[-2000:] + cli.stderr[-3000:]
+        assert f"{FAULT_DAY} all_marts    MISSED" in cli.stdout
+        assert sla_rows("2010-12-06 10:45:00")[(FAULT_DAY, "all_marts")][0] == "MISSED"
+        assert len(inbox.ours()) == 2 and len(hook.calls) == 2, "a missed day is alerted once"
     finally:
         shutil.move(aside, products)
 
@@ -119,19 +128,20 @@ def test_a_missing_master_file_is_at_risk_then_missed_with_one_email_and_one_web
 NOTIFY = """
 import datetime as dt
 from pipeline import alerts
-from pipeline.tasks.dw import dw_spark
 from pipeline.transforms.alerting import Alert
-spark = dw_spark()
+{session}
 batch = [Alert("dq", "error", "check a failed", "3 rows", "test:a", "FAIL"),
          Alert("dq", "warn", "check b failed", "1 row", "test:b", "FAIL")]
 for r in alerts.notify(spark, batch, dt.datetime(2011, 1, 1, {hour})):
     print("RECORD", r["channel"], r["dedupe_key"], r["delivery_status"], r["attempts"])
 """
+WITH_SPARK = "from pipeline.tasks.dw import dw_spark\nspark = dw_spark()"  # as the Spark tasks call it
 
 
-def notify(env, hour):
-    proc = subprocess.run([sys.executable, "-c", NOTIFY.format(hour=hour)], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
+def notify(env, hour, session="spark = None"):
+    proc = subprocess.run([sys.executable, "-c", NOTIFY.format(hour=hour, session=session)], cwd=ROOT,
+                          env=dict(env, SPARK_HOME=NO_SPARK) if session == "spark = None" else env,
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return sorted(ln.split()[1:] for ln in proc.stdout.splitlines() if ln.startswith("RECORD"))
 
@@ -141,8 +151,8 @@ def test_a_failed_delivery_is_retried_recorded_and_sent_on_the_next_run(channels
     hook.calls.clear()
     inbox.messages.clear()
     hook.fail_next = 5
-    assert notify(env, 9) == [["email", "test:a", "SENT", "1"], ["email", "test:b", "SENT", "1"],
-                              ["webhook", "test:a", "FAILED", "3"], ["webhook", "test:b", "FAILED", "3"]]
+    assert notify(env, 9, WITH_SPARK) == [["email", "test:a", "SENT", "1"], ["email", "test:b", "SENT", "1"],
+                                          ["webhook", "test:a", "FAILED", "3"], ["webhook", "test:b", "FAILED", "3"]]
     assert len(hook.calls) == 3 and len(inbox.ours()) == 1  # three attempts; both alerts in one e-mail
     assert "2 alerts (1 error, 1 warn)" in inbox.ours()[0]["Subject"]
     hook.fail_next = 0

@@ -1,4 +1,4 @@
-"""The transaction window parameter: one window, or a scheduler's batch of a date's windows."""
+"""The transaction window parameter: one window, or several windows of a date."""
 
 import datetime as dt
 
@@ -24,8 +24,8 @@ def test_a_single_window_keeps_its_task_id_and_marker():
     assert task.output().path.endswith("/_markers/transactions/tx_20101202_08.json")
 
 
-def test_the_scheduler_batch_of_windows_has_one_marker_per_window():
-    batch = TransactionBatch.from_str_params({"date": "2010-12-02", "window": ["12", "4", "8"]})
+def test_several_windows_have_one_marker_per_window():
+    batch = TransactionBatch.from_str_params({"date": "2010-12-02", "window": "12,4,8"})
     assert batch.window == "4,8,12"
     assert [t.path.rsplit("/", 1)[1] for t in batch.output()] == [
         "tx_20101202_04.json", "tx_20101202_08.json", "tx_20101202_12.json"]

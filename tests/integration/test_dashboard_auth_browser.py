@@ -5,14 +5,16 @@ customer and "not available right now"; the analysts' overview says the warehous
 Repeated wrong passwords for one name, or from one client, lead to the throttle message; a link signed with the
 previous secret opens while ``$ECOM_DASHBOARD_SECRET_PREVIOUS`` is set and is refused once Streamlit is restarted
 without it; tampered and expired links (lifetime from ``[dashboard] link_max_age_hours``) and a too-short secret
-show plain messages. Clients are told apart the way a reverse proxy on the same host does: by the last
-``X-Forwarded-For`` hop of a loopback connection.
+show plain messages. Each client signs in through its own reverse proxy on loopback, which adds its
+``X-Forwarded-For`` hop to every request and to the WebSocket handshake, as nginx on the same host does.
 """
 
 import contextlib
 import json
 import os
 import secrets
+import socket
+import threading
 import time
 
 import pytest
@@ -31,6 +33,67 @@ THROTTLED = "Too many failed sign-ins, try again in 15 minutes."
 LOGIN = "E-commerce warehouse"
 
 
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while chunk := source.recv(65536):
+            sink.sendall(chunk)
+    with contextlib.suppress(OSError):
+        sink.shutdown(socket.SHUT_WR)
+
+
+def _forward_requests(browser_side: socket.socket, app_side: socket.socket, client: str) -> None:
+    """Copy HTTP/1.1 requests to the app, each head with ``X-Forwarded-For: client`` added; after a WebSocket
+    upgrade, copy bytes as they come."""
+    buffered = b""
+    with contextlib.suppress(OSError):
+        while True:
+            while b"\r\n\r\n" not in buffered:
+                chunk = browser_side.recv(65536)
+                if not chunk:
+                    return app_side.shutdown(socket.SHUT_WR)
+                buffered += chunk
+            head, buffered = buffered.split(b"\r\n\r\n", 1)
+            app_side.sendall(head + f"\r\nX-Forwarded-For: {client}\r\n\r\n".encode())
+            fields = {k.strip().lower(): v.strip().lower() for k, _, v in
+                      (line.decode("latin-1").partition(":") for line in head.split(b"\r\n")[1:])}
+            if fields.get("upgrade") == "websocket":
+                app_side.sendall(buffered)
+                return _pipe(browser_side, app_side)
+            body = int(fields.get("content-length", "0"))
+            while len(buffered) < body:
+                chunk = browser_side.recv(65536)
+                if not chunk:
+                    return app_side.shutdown(socket.SHUT_WR)
+                buffered += chunk
+            app_side.sendall(buffered[:body])
+            buffered = buffered[body:]
+
+
+@contextlib.contextmanager
+def reverse_proxy(url: str, client: str):
+    """A reverse proxy on a free loopback port in front of the app at ``url`` for one client address; yields
+    its URL."""
+    app_port = int(url.rsplit(":", 1)[1])
+    listener = socket.create_server(("127.0.0.1", 0))
+    connections: list[socket.socket] = []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                browser_side, _ = listener.accept()
+                app_side = socket.create_connection(("127.0.0.1", app_port))
+                connections.extend((browser_side, app_side))
+                threading.Thread(target=_forward_requests, args=(browser_side, app_side, client), daemon=True).start()
+                threading.Thread(target=_pipe, args=(app_side, browser_side), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.close()
 
 
 @contextlib.contextmanager
@@ -63,22 +126,27 @@ def alerts(page) -> list[str]:
 
 
 def sign_in(browser, url, client: str, user: str, password: str, heading: str = LOGIN) -> list[str]:
-    """Sign in from a new browser whose requests say they come from ``client``; the messages shown."""
-    context = browser.new_context(extra_http_headers={"X-Forwarded-For": client})
+    """Sign in from a new browser through ``client``'s reverse proxy; the messages shown."""
+    context = browser.new_context()
     page = context.new_page()
-    try:
-        browsing.open_url(page, url, LOGIN, content=False)
-        page.get_by_label("User", exact=True).fill(user)
-        page.get_by_label("Password", exact=True).fill(password)
-        page.get_by_role("button", name="Log in").click()
-        # not browsing.act: a refused attempt's run is so short that the app's script state may never be seen to
-        # change. A fresh page has no message and no Overview: wait for the one the click brings
-        if heading == LOGIN:
-            page.locator('[data-testid="stAlert"]').first.wait_for(timeout=120_000)
-        browsing.finish(page, heading, content=heading != LOGIN)
-        return alerts(page)
-    finally:
-        context.close()
+    with reverse_proxy(url, client) as proxied:
+        try:
+            return _sign_in(page, proxied, user, password, heading)
+        finally:
+            context.close()
+
+
+def _sign_in(page, url: str, user: str, password: str, heading: str) -> list[str]:
+    browsing.open_url(page, url, LOGIN, content=False)
+    page.get_by_label("User", exact=True).fill(user)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Log in").click()
+    # not browsing.act: a refused attempt's run is so short that the app's script state may never be seen to
+    # change. A fresh page has no message and no Overview: wait for the one the click brings
+    if heading == LOGIN:
+        page.locator('[data-testid="stAlert"]').first.wait_for(timeout=120_000)
+    browsing.finish(page, heading, content=heading != LOGIN)
+    return alerts(page)
 
 
 def open_link(browser, url: str, token: str) -> tuple[list[str], list[str]]:

@@ -20,7 +20,7 @@ import luigi.configuration
 
 from pipeline import config
 from pipeline.runtime import query_guard
-from pipeline.spark import METASTORE_IN_FILTER
+from pipeline.spark import METASTORE_FILTER_CONF
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +270,7 @@ class HiveServer2(Service):
             "--conf", f"spark.sql.session.timeZone={config.spark().session_time_zone}",
             "--conf", f"spark.sql.shuffle.partitions={config.spark().shuffle_partitions}",
             "--conf", "spark.ui.enabled=false",
-            "--conf", "=".join(METASTORE_IN_FILTER),
+            *[arg for item in METASTORE_FILTER_CONF.items() for arg in ("--conf", "=".join(item))],
             "--conf", f"spark.driver.extraJavaOptions={opts}",
             "--conf", "spark.sql.runSQLOnFiles=false",
             "--conf", f"spark.sql.extensions={query_guard.EXTENSION}",

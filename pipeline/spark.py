@@ -17,9 +17,15 @@ log = logging.getLogger(__name__)
 _session: SparkSession | None = None
 
 
-# A partition filter with hundreds of values (a backfill's dates) fails in the metastore as one long OR;
-# above this many values Spark asks the metastore for the min..max range instead and filters the rest itself.
-METASTORE_IN_FILTER = ("spark.sql.hive.metastorePartitionPruningInSetThreshold", "32")
+# How Spark asks the metastore for the partitions a filter selects. A filter with hundreds of values (a
+# backfill's dates) fails in the metastore as one long OR: above 32 values Spark asks for the min..max range
+# and filters the rest itself. Derby's direct SQL at times fails a DATE partition filter ("The syntax of the
+# string representation of a date/time value is incorrect"): Spark then lists the table's partitions and
+# filters them itself instead of failing the query.
+METASTORE_FILTER_CONF = {
+    "spark.sql.hive.metastorePartitionPruningInSetThreshold": "32",
+    "spark.sql.hive.metastorePartitionPruningFallbackOnException": "true",
+}
 
 
 class MetastoreUnavailable(RuntimeError):
@@ -74,7 +80,7 @@ def get_spark(app_name: str = "ecommerce-pipeline") -> SparkSession:
         .config("spark.executor.extraJavaOptions", java_opts)
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
-        .config(*METASTORE_IN_FILTER)
+        .config(map=METASTORE_FILTER_CONF)
         .config("spark.driver.host", sp.driver_host)
         .config("spark.driver.bindAddress", sp.driver_host)
         .config("spark.sql.adaptive.enabled", "true")

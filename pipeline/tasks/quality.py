@@ -77,18 +77,20 @@ class anomaly(luigi.Config):
         return self.stddev_threshold if self.rule == "stddev" else self.mad_threshold
 
 
-def detect(spark, day: dt.date, cfg: anomaly, fact: DataFrame | None = None) -> DataFrame:
-    """The day's flagged lines against the trailing ``baseline_days`` of fact history (``fact``: a cached
-    copy of ``fact_sales`` for many days at once)."""
-    fact = fact if fact is not None else wh.read(spark, f"{DW}.fact_sales")
-    history = fact.where((F.col("invoice_date") >= F.lit(day - dt.timedelta(days=cfg.baseline_days)))
-                         & (F.col("invoice_date") < F.lit(day)))
+def detect(spark, dates: list[dt.date], cfg: anomaly, fact: DataFrame | None = None) -> DataFrame:
+    """The flagged lines of ``dates``, each against the trailing ``baseline_days`` of fact history, in one pass
+    (``fact``: ``fact_sales`` or a cached copy of it)."""
+    first, last = an.history_range(dates, cfg.baseline_days)
+    fact = (fact if fact is not None else wh.read(spark, f"{DW}.fact_sales")) \
+        .where(F.col("invoice_date").between(first, last))
     status_log = wh.read(spark, f"{MART}.anomaly_status_log")
     false_positives = an.current_status(status_log).where(F.col("status") == "FALSE_POSITIVE").select("line_id")
-    store = an.store_baselines(history, false_positives) if cfg.new_products == "store" else None
-    baselines = an.product_baselines(history, false_positives)
-    return an.score_lines(fact.where(F.col("invoice_date") == F.lit(day)), baselines, cfg.rule, cfg.threshold,
-                          cfg.min_history, cfg.min_spread, store)
+    store = None
+    if cfg.new_products == "store":
+        sales = an.store_sales(fact, dates, false_positives, cfg.baseline_days).toPandas()
+        store = spark.createDataFrame(an.store_baselines(sales, dates, cfg.baseline_days), an.STORE_BASELINE_SCHEMA)
+    baselined = an.product_baselines(fact, dates, false_positives, cfg.baseline_days)
+    return an.score_lines(baselined, cfg.rule, cfg.threshold, cfg.min_history, cfg.min_spread, store)
 
 
 class DetectAnomalies(_DailyTable):
@@ -107,9 +109,7 @@ class DetectAnomalies(_DailyTable):
     def build(self, spark, dates):
         cfg = anomaly()
         now = clock.now()
-        flags = detect(spark, dates[0], cfg)
-        for day in dates[1:]:
-            flags = flags.unionByName(detect(spark, day, cfg))
+        flags = detect(spark, list(dates), cfg)
         previous = read_dates(spark, self.table, dates).select(
             "line_id", "metric", F.col("detected_at").alias("_first"))
         flags = flags.join(previous, ["line_id", "metric"], "left").withColumn(

@@ -23,14 +23,30 @@ Lifecycle: ``NEW -> ACKNOWLEDGED -> RESOLVED``, or ``FALSE_POSITIVE``. A line's 
 
 from __future__ import annotations
 
+import datetime as dt
+
+import numpy as np
 import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType, StructField, StructType, TimestampType
+from pyspark.sql.types import (
+    DateType,
+    DoubleType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
 
 RULES = ("stddev", "mad")
 METRICS = ("quantity", "line_amount")
 LINE_ID_COLUMNS = ("invoice_no", "stock_code", "invoice_ts", "quantity", "unit_price_paid")
+STORE_BASELINE_SCHEMA = StructType([
+    StructField("score_date", DateType()), StructField("metric", StringType()),
+    StructField("baseline_lines", LongType()), StructField("baseline_median", DoubleType()),
+    StructField("baseline_stddev", DoubleType()), StructField("baseline_mad", DoubleType()),
+    StructField("baseline_meanad", DoubleType())])
 
 
 def line_id() -> Column:
@@ -42,61 +58,127 @@ def _sale_lines(fact: DataFrame) -> DataFrame:
     return fact.where(~F.col("is_cancellation") & (F.col("quantity") > 0))
 
 
-def _long_sales(history: DataFrame, false_positive_ids: DataFrame) -> DataFrame:
-    sales = _sale_lines(history).withColumn("line_id", line_id()).join(false_positive_ids, "line_id", "left_anti")
-    return sales.select("stock_code", F.explode(F.array(*[
+def _long(lines: DataFrame) -> DataFrame:
+    """One row per line and metric (``metric``, ``value`` as double)."""
+    return lines.select("*", F.explode(F.array(*[
         F.struct(F.lit(m).alias("metric"), F.col(m).cast("double").alias("value")) for m in METRICS
-    ])).alias("m")).select("stock_code", "m.metric", "m.value")
+    ])).alias("m")).select("*", "m.metric", "m.value").drop("m")
 
 
-def _baselines(long: DataFrame, keys: list[str]) -> DataFrame:
-    centre = long.groupBy(*keys).agg(
-        F.count(F.lit(1)).alias("baseline_lines"),
-        F.median("value").alias("baseline_median"),
-        F.stddev_samp("value").alias("baseline_stddev"),
-    )
-    spread = long.join(centre, keys).groupBy(*keys).agg(
-        F.median(F.abs(F.col("value") - F.col("baseline_median"))).alias("baseline_mad"),
-        F.avg(F.abs(F.col("value") - F.col("baseline_median"))).alias("baseline_meanad"),
-    )
-    return centre.join(spread, keys)
+def history_range(dates: list[dt.date], baseline_days: int) -> tuple[dt.date, dt.date]:
+    """The first and last invoice date whose lines scoring ``dates`` reads."""
+    return min(dates) - dt.timedelta(days=baseline_days), max(dates)
 
 
-def product_baselines(history: DataFrame, false_positive_ids: DataFrame) -> DataFrame:
-    """Per stock code and metric: baseline lines, median, standard deviation, MAD and mean absolute deviation.
+def _median(ordered: np.ndarray) -> float:
+    n = len(ordered)
+    return float((ordered[(n - 1) // 2] + ordered[n // 2]) / 2)
 
-    ``history``: fact lines before the scored date; ``false_positive_ids``: ``line_id`` of lines marked
-    false positive, which do not count.
+
+def window_stats(days: np.ndarray, values: dict[str, np.ndarray], score_days, baseline_days: int) -> list[tuple]:
+    """Per score day and metric, ``(score_day, metric, lines, median, sample stddev, MAD, mean absolute
+    deviation)`` of the values dated in the ``baseline_days`` before it (a day with none gives no row).
+
+    ``days``: sorted ``datetime64[D]``; ``values``: one array per metric, aligned with ``days``. The median of
+    an even count is the mean of the two middle values; the standard deviation of one value is None.
     """
-    return _baselines(_long_sales(history, false_positive_ids), ["stock_code", "metric"])
+    rows = []
+    for day in score_days:
+        d = np.datetime64(day, "D")
+        lo, hi = days.searchsorted(d - np.timedelta64(baseline_days, "D")), days.searchsorted(d)
+        if hi == lo:
+            continue
+        for metric, column in values.items():
+            ordered = np.sort(column[lo:hi])
+            median = _median(ordered)
+            deviations = np.sort(np.abs(ordered - median))
+            rows.append((pd.Timestamp(d).date(), metric, hi - lo, median,
+                         float(ordered.std(ddof=1)) if hi - lo > 1 else None, _median(deviations),
+                         float(deviations.mean())))
+    return rows
 
 
-def store_baselines(history: DataFrame, false_positive_ids: DataFrame) -> DataFrame:
-    """Per metric, the same statistics over every product's sale lines: the baseline of new products."""
-    return _baselines(_long_sales(history, false_positive_ids), ["metric"])
+def _sorted_by_day(sales: pd.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    days = pd.to_datetime(sales["invoice_date"]).to_numpy(dtype="datetime64[D]")
+    order = days.argsort(kind="stable")
+    return days[order], {m: sales[m].to_numpy(dtype="float64")[order] for m in METRICS}
 
 
-def score_lines(day_fact: DataFrame, baselines: DataFrame, rule: str, threshold: float,
-                min_history: int, min_spread: float = 1.0, store: DataFrame | None = None) -> DataFrame:
-    """One row per sale line of ``day_fact`` and metric that ``rule`` flags against its product's baseline.
+def store_baselines(sales: pd.DataFrame, dates: list[dt.date], baseline_days: int) -> pd.DataFrame:
+    """Per date of ``dates`` and metric, the statistics of every product's sale lines in the ``baseline_days``
+    before it: the baseline of new products (the columns of ``STORE_BASELINE_SCHEMA``).
+
+    ``sales``: ``invoice_date`` and one float column per metric, one row per sale line that is not a false
+    positive (``store_sales`` selects them).
+    """
+    days, values = _sorted_by_day(sales)
+    return pd.DataFrame(window_stats(days, values, sorted(dates), baseline_days),
+                        columns=[f.name for f in STORE_BASELINE_SCHEMA.fields])
+
+
+def store_sales(fact: DataFrame, dates: list[dt.date], false_positive_ids: DataFrame,
+                baseline_days: int) -> DataFrame:
+    """The sale lines ``store_baselines`` reads: ``invoice_date`` and each metric as double, false positives
+    left out."""
+    first, last = history_range(dates, baseline_days)
+    sales = _sale_lines(fact.where((F.col("invoice_date") >= first) & (F.col("invoice_date") < last)))
+    return sales.withColumn("line_id", line_id()).join(F.broadcast(false_positive_ids), "line_id", "left_anti") \
+        .select("invoice_date", *[F.col(m).cast("double").alias(m) for m in METRICS])
+
+
+def _product_stats(dates: set[dt.date], baseline_days: int):
+    def stats(lines: pd.DataFrame) -> pd.DataFrame:
+        history = lines[~lines["is_false_positive"]]
+        days, values = _sorted_by_day(history)
+        scored = sorted(d for d in set(lines["invoice_date"]) if d in dates)
+        rows = window_stats(days, values, scored, baseline_days)
+        return pd.DataFrame([(lines["stock_code"].iloc[0], *r) for r in rows],
+                            columns=["stock_code", *(f.name for f in STORE_BASELINE_SCHEMA.fields)])
+    return stats
+
+
+def product_baselines(fact: DataFrame, dates: list[dt.date], false_positive_ids: DataFrame,
+                      baseline_days: int) -> DataFrame:
+    """The sale lines of ``dates`` in long form (one row per line and metric, with ``line_id``), each with the
+    statistics of its product's sale lines in the ``baseline_days`` before its invoice date (``window_stats``:
+    baseline lines, median, sample standard deviation, MAD, mean absolute deviation; null without history).
+
+    ``fact``: fact lines covering ``history_range(dates, baseline_days)``; ``false_positive_ids``: ``line_id``
+    of lines marked false positive, which leave every baseline (they are still scored themselves). Each
+    product's lines are read once for all of ``dates``.
+    """
+    first, last = history_range(dates, baseline_days)
+    sales = _sale_lines(fact.where(F.col("invoice_date").between(first, last))).withColumn("line_id", line_id())
+    flagged_false = false_positive_ids.select("line_id", F.lit(True).alias("is_false_positive"))
+    sales = sales.join(F.broadcast(flagged_false), "line_id", "left") \
+        .withColumn("is_false_positive", F.coalesce("is_false_positive", F.lit(False)))
+    schema = StructType([StructField("stock_code", StringType()), *STORE_BASELINE_SCHEMA.fields])
+    stats = sales.select("stock_code", "invoice_date", "is_false_positive",
+                         *[F.col(m).cast("double").alias(m) for m in METRICS]) \
+        .groupBy("stock_code").applyInPandas(_product_stats(set(dates), baseline_days), schema) \
+        .withColumnRenamed("score_date", "invoice_date")
+    scored = _long(sales.where(F.col("invoice_date").isin(list(dates))).drop("is_false_positive"))
+    return scored.join(stats, ["stock_code", "invoice_date", "metric"], "left")
+
+
+def score_lines(baselined: DataFrame, rule: str, threshold: float, min_history: int, min_spread: float = 1.0,
+                store: DataFrame | None = None) -> DataFrame:
+    """One row per sale line and metric of ``baselined`` (``product_baselines``) that ``rule`` flags.
 
     Columns: the line's identity and values, ``metric``, ``value``, the baseline used (lines, median,
     spread, ``baseline_scope``), ``rule``, ``threshold``, ``score``. A line flagged on both metrics gives
     two rows. Products with fewer than ``min_history`` baseline lines are scored against ``store``
-    (``store_baselines``) when given, and not scored otherwise.
+    (``store_baselines`` of the same dates, as a DataFrame) when given, and not scored otherwise.
     """
     if rule not in RULES:
         raise ValueError(f"unknown anomaly rule {rule!r}: use one of {', '.join(RULES)}")
-    lines = _sale_lines(day_fact).withColumn("line_id", line_id())
-    long = lines.select("*", F.explode(F.array(*[
-        F.struct(F.lit(m).alias("metric"), F.col(m).cast("double").alias("value")) for m in METRICS
-    ])).alias("m")).select("*", "m.metric", "m.value").drop("m")
     stats = ("baseline_lines", "baseline_median", "baseline_stddev", "baseline_mad", "baseline_meanad")
-    joined = long.join(baselines.where(F.col("baseline_lines") >= min_history), ["stock_code", "metric"], "left")
-    joined = joined.withColumn("baseline_scope", F.when(F.col("baseline_lines").isNotNull(), F.lit("product")))
+    product = F.col("baseline_lines") >= min_history
+    joined = baselined.withColumn("baseline_scope", F.when(product, F.lit("product")))
     if store is not None:
-        fallback = store.select("metric", *[F.col(c).alias(f"_store_{c}") for c in stats])
-        joined = joined.join(fallback, "metric", "left").withColumn(
+        fallback = store.select(F.col("score_date").alias("invoice_date"), "metric",
+                                *[F.col(c).alias(f"_store_{c}") for c in stats])
+        joined = joined.join(F.broadcast(fallback), ["invoice_date", "metric"], "left").withColumn(
             "baseline_scope", F.coalesce("baseline_scope", F.when(F.col("_store_baseline_lines") >= min_history,
                                                                   F.lit("store"))))
         joined = joined.select(*[c for c in joined.columns if not c.startswith("_store_") and c not in stats], *[
@@ -106,12 +188,11 @@ def score_lines(day_fact: DataFrame, baselines: DataFrame, rule: str, threshold:
     floor = F.lit(float(min_spread))
     if rule == "stddev":
         spread = F.greatest(F.coalesce(F.col("baseline_stddev"), F.lit(0.0)), floor)
-        score = (F.col("value") - F.col("baseline_median")) / spread
     else:
         mad = F.when(F.col("baseline_mad") > 0, F.col("baseline_mad") / 0.6745) \
             .otherwise(F.col("baseline_meanad") * 1.2533)
         spread = F.greatest(mad, floor)
-        score = (F.col("value") - F.col("baseline_median")) / spread
+    score = (F.col("value") - F.col("baseline_median")) / spread
     return joined.where(score > threshold).select(
         "line_id", "invoice_date", "invoice_no", "stock_code", "invoice_ts", "customer_key", "quantity",
         "unit_price_paid", "line_amount", "metric", "value", "baseline_lines", "baseline_median",

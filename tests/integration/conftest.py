@@ -20,7 +20,9 @@ from pipeline import config, replay, services
 from tests.integration.realdata import ATLANTIS_LINE, BAD_DATE_LINE, DAYS, INJECTED
 
 ROOT = config.PROJECT_ROOT
-PORTS = {"metastore": 19083, "hiveserver2": 20000, "luigid": 18082}
+# $ECOM_TEST_PORT_OFFSET moves the shared stack, so a second test run can share the machine
+PORTS = {name: port + int(os.environ.get("ECOM_TEST_PORT_OFFSET", "0"))
+         for name, port in {"metastore": 19083, "hiveserver2": 20000, "luigid": 18082}.items()}
 # luigid's retries as configured, but quicker: a test that makes a task fail on purpose waits seconds, and a
 # task disabled after repeated failures is enabled again before the next test builds it
 TEST_RETRIES = "[scheduler]\nretry_delay = 3\ndisable_persist = 10\n"

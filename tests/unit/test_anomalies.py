@@ -3,6 +3,7 @@
 import datetime as dt
 from decimal import Decimal as D
 
+import pandas as pd
 import pytest
 
 from pipeline.transforms import anomalies
@@ -33,22 +34,57 @@ def no_false_positives(spark):
     return spark.createDataFrame([], "line_id STRING")
 
 
-def flagged(spark, history, day_rows, rule, threshold, min_history=5, false_positives=None):
-    baselines = anomalies.product_baselines(history, false_positives or no_false_positives(spark))
-    day = spark.createDataFrame(day_rows, FACT)
-    return {(r.invoice_no, r.metric): r for r in
-            anomalies.score_lines(day, baselines, rule, threshold, min_history).collect()}
+def baselined(spark, history, day_rows, false_positives=None, dates=(SCORED_DAY,), baseline_days=90):
+    fact = history.unionByName(spark.createDataFrame(day_rows, FACT))
+    return anomalies.product_baselines(fact, list(dates), false_positives or no_false_positives(spark),
+                                       baseline_days)
+
+
+def flagged(spark, history, day_rows, rule, threshold, min_history=5, false_positives=None, min_spread=1.0):
+    return {(r.invoice_no, r.metric): r for r in anomalies.score_lines(
+        baselined(spark, history, day_rows, false_positives), rule, threshold, min_history, min_spread).collect()}
 
 
 def test_baselines_by_hand(spark, history):
-    rows = {(r.stock_code, r.metric): r for r in
-            anomalies.product_baselines(history, no_false_positives(spark)).collect()}
+    day = [line("900001", "A", 1, day=SCORED_DAY), line("900002", "C", 1, day=SCORED_DAY)]
+    rows = {(r.stock_code, r.metric): r for r in baselined(spark, history, day).collect()}
     a = rows[("A", "quantity")]
     assert (a.baseline_lines, a.baseline_median, a.baseline_mad) == (5, 12.0, 0.0)
     assert a.baseline_stddev == pytest.approx(2 ** 0.5)
     assert a.baseline_meanad == pytest.approx(0.8)
     c = rows[("C", "quantity")]
     assert (c.baseline_lines, c.baseline_median, c.baseline_mad) == (6, 10.0, 0.5)
+
+
+def test_each_date_of_a_range_has_its_own_trailing_window(spark):
+    # baseline of 10 days. Product P sells 1 unit on 01-01 and 01-05, 3 units on 01-10, 5 on 01-11.
+    # Scored together, 01-11 sees 01-01 (10 days before: in), 01-05 and 01-10 -> 1, 1, 3: median 1, MAD 0;
+    # 01-12 sees 01-05, 01-10 and 01-11 (01-01 is 11 days before: out) -> 1, 3, 5: median 3, MAD 2;
+    # 01-10 sees 01-01 and 01-05; a line never counts for its own day
+    days = [dt.date(2011, 1, d) for d in (1, 5, 10, 11, 12)]
+    fact = spark.createDataFrame([line(f"10000{i}", "P", q, day=d) for i, (d, q) in
+                                  enumerate(zip(days, [1, 1, 3, 5, 7], strict=True))], FACT)
+    rows = {(r.invoice_date.day, r.metric): r for r in anomalies.product_baselines(
+        fact, days[2:], no_false_positives(spark), baseline_days=10).collect()}
+    assert sorted(d for d, m in rows if m == "quantity") == [10, 11, 12]
+    got = {d: (rows[(d, "quantity")].baseline_lines, rows[(d, "quantity")].baseline_median,
+               rows[(d, "quantity")].baseline_mad) for d in (10, 11, 12)}
+    assert got == {10: (2, 1.0, 0.0), 11: (3, 1.0, 0.0), 12: (3, 3.0, 2.0)}
+
+
+def test_store_baselines_by_hand_per_date_and_metric():
+    sales = pd.DataFrame({"invoice_date": [dt.date(2011, 1, d) for d in (1, 2, 2, 5)],
+                          "quantity": [1.0, 2.0, 6.0, 100.0], "line_amount": [1.0, 2.0, 3.0, 4.0]})
+    got = anomalies.store_baselines(sales, [dt.date(2011, 1, 3), dt.date(2011, 1, 6)], baseline_days=4)
+    rows = {(r.score_date.day, r.metric): r for r in got.itertuples()}
+    # 01-03: lines of 12-30 .. 01-02 -> 1, 2, 6: median 2, deviations 1, 0, 4 -> MAD 1, mean 5/3
+    q = rows[(3, "quantity")]
+    assert (q.baseline_lines, q.baseline_median, q.baseline_mad) == (3, 2.0, 1.0)
+    assert q.baseline_meanad == pytest.approx(5 / 3)
+    assert q.baseline_stddev == pytest.approx(7 ** 0.5)  # mean 3: (4 + 1 + 9) / 2
+    # 01-06: lines of 01-02 .. 01-05 -> 2, 6, 100: median 6 (01-01 is 5 days before: out)
+    assert (rows[(6, "quantity")].baseline_lines, rows[(6, "quantity")].baseline_median) == (3, 6.0)
+    assert (rows[(6, "line_amount")].baseline_median, rows[(6, "line_amount")].baseline_mad) == (3.0, 1.0)
 
 
 @pytest.mark.parametrize(
@@ -78,9 +114,8 @@ def test_an_earlier_bulk_order_hides_a_new_one_from_the_stddev_rule_but_not_from
     # 1-unit floor, so the score is 290 / 1; with no floor it is 0.6745 * 290 / 0.5 = 391.2
     assert ("900002", "quantity") not in flagged(spark, history, day, "stddev", 2.0)
     assert flagged(spark, history, day, "mad", 3.5)[("900002", "quantity")].score == 290
-    baselines = anomalies.product_baselines(history, no_false_positives(spark))
-    unfloored = anomalies.score_lines(spark.createDataFrame(day, FACT), baselines, "mad", 3.5, 5, min_spread=0)
-    assert unfloored.where("metric = 'quantity'").first().score == pytest.approx(391.21, abs=0.01)
+    unfloored = flagged(spark, history, day, "mad", 3.5, min_spread=0)
+    assert unfloored[("900002", "quantity")].score == pytest.approx(391.21, abs=0.01)
 
 
 def test_amount_alone_can_be_anomalous(spark, history):
@@ -98,7 +133,7 @@ def test_products_below_the_minimum_history_and_returns_are_not_scored(spark, hi
 def test_false_positives_leave_the_baseline(spark, history):
     extra = spark.createDataFrame([line("590000", "A", 100)], FACT)
     contaminated = history.unionByName(extra)
-    fp = extra.select(anomalies.line_id().alias("line_id"))
+    fp = extra.select(anomalies.line_id().alias("line_id"))  # the id of a line, as the status log holds it
     day = [line("900006", "A", 16, day=SCORED_DAY)]
     assert ("900006", "quantity") not in flagged(spark, contaminated, day, "stddev", 2.0)
     assert ("900006", "quantity") in flagged(spark, contaminated, day, "stddev", 2.0, false_positives=fp)
@@ -106,7 +141,7 @@ def test_false_positives_leave_the_baseline(spark, history):
 
 def test_an_unknown_rule_is_a_clear_error(spark, history):
     with pytest.raises(ValueError, match="unknown anomaly rule 'zscore'"):
-        anomalies.score_lines(history, history, "zscore", 2.0, 5)
+        anomalies.score_lines(baselined(spark, history, []), "zscore", 2.0, 5)
 
 
 @pytest.mark.parametrize("current, new, allowed", [
@@ -140,14 +175,16 @@ def test_new_products_are_scored_against_the_store_baseline(spark, history, qty,
     # all 14 sale lines: median 10; absolute deviations 0,0,0,0,1,1,2,2,2,4,8,8,8,490 -> MAD 2,
     # spread 2 / 0.6745 = 2.965: 20 scores 3.372, 21 scores 11 / 2.965 = 3.710 against 3.5
     fps = no_false_positives(spark)
-    day = spark.createDataFrame(
-        [line("900001", "NEW", qty, day=SCORED_DAY), line("900002", "B", qty, day=SCORED_DAY)], FACT)
-    baselines, store = anomalies.product_baselines(history, fps), anomalies.store_baselines(history, fps)
+    day = [line("900001", "NEW", qty, day=SCORED_DAY), line("900002", "B", qty, day=SCORED_DAY)]
+    fact = history.unionByName(spark.createDataFrame(day, FACT))
+    sales = anomalies.store_sales(fact, [SCORED_DAY], fps, 90).toPandas()
+    store = spark.createDataFrame(anomalies.store_baselines(sales, [SCORED_DAY], 90), anomalies.STORE_BASELINE_SCHEMA)
+    baselines = baselined(spark, history, day)
     rows = {(r.invoice_no, r.metric): r for r in
-            anomalies.score_lines(day, baselines, "mad", 3.5, 5, store=store).collect()}
+            anomalies.score_lines(baselines, "mad", 3.5, 5, store=store).collect()}
     assert (("900001", "quantity") in rows) is is_flagged
     assert (("900002", "quantity") in rows) is is_flagged  # B has 3 lines, below the minimum of 5
     if is_flagged:
         r = rows[("900001", "quantity")]
         assert (r.baseline_scope, r.baseline_lines, r.baseline_median, r.score) == ("store", 14, 10.0, 3.71)
-    assert not anomalies.score_lines(day, baselines, "mad", 3.5, 5).collect()  # without a store baseline
+    assert not anomalies.score_lines(baselines, "mad", 3.5, 5).collect()  # without a store baseline

@@ -353,19 +353,32 @@ def feeds(days: list[dt.date], cfg: sla) -> pd.DataFrame:
 
 
 def dq_history(earlier: DataFrame, new: DataFrame) -> DataFrame:
-    """A date's check results after a new run: earlier runs are kept, except the latest one when its
+    """Each date's check results after a new run: earlier runs are kept, except the date's latest one when its
     outcomes (check, status, failing rows) are exactly the new run's: then the new run replaces it. A run
     repeated on the same input (a rerun after a crash between the results and the marker) is thus recorded
     once, and every run whose outcome differed from the one before it stays in the history."""
+    from pyspark.sql import Window
+
     def outcome(df: DataFrame) -> DataFrame:
-        return df.groupBy("run_id").agg(
+        return df.groupBy("invoice_date", "run_id").agg(
             F.max("checked_at").alias("_at"),
             F.sort_array(F.collect_list(F.concat_ws("|", "check_name", "status",
                                                     F.col("failing_rows").cast("string")))).alias("_outcome"))
 
-    latest = outcome(earlier).orderBy(F.desc("_at"), F.desc("run_id")).limit(1)
-    same = latest.join(outcome(new).select("_outcome"), "_outcome").select("run_id")
-    return earlier.join(same, "run_id", "left_anti").unionByName(new)
+    newest_first = Window.partitionBy("invoice_date").orderBy(F.desc("_at"), F.desc("run_id"))
+    latest = outcome(earlier).withColumn("_n", F.row_number().over(newest_first)).where(F.col("_n") == 1)
+    same = latest.join(outcome(new).select("invoice_date", "_outcome"), ["invoice_date", "_outcome"]) \
+        .select("invoice_date", "run_id")
+    return earlier.join(same, ["invoice_date", "run_id"], "left_anti").unionByName(new)
+
+
+def dated(check: dict) -> bool:
+    """Whether a check's outcome depends on the run date (a table-wide check gives the same for every date)."""
+    return check["scope"] == "date" or check["type"] not in (
+        "not_null", "unique", "relationships", "accepted_values", "scd2_integrity", "batch_accounting")
+
+
+DATES_PER_JOB = 8  # a backfill checks its dates in jobs of this many (one result query and one write each)
 
 
 class DataQualityChecks(_DailyTable):
@@ -395,38 +408,54 @@ class DataQualityChecks(_DailyTable):
         """
         cfg = dq()
         checks = load_checks(config.resolve_path(cfg.checks))
+        table_wide: dict[int, tuple[int, list]] = {}
         errors = {}
-        for day in dates:
+        for start in range(0, len(dates), DATES_PER_JOB):
+            chunk = dates[start:start + DATES_PER_JOB]
             now = clock.now()
-            run_id = f"{day}@{now:%Y%m%dT%H%M%S}"
-            touched = functools.cache(lambda day=day: batches_touched(spark, day))
-            summaries = [failing_rows(spark, check, day, touched).agg(
-                F.count(F.lit(1)).alias("failing"),
-                F.slice(F.collect_list(F.col("failing_key").cast("string")), 1, cfg.sample_size).alias("sample"),
-            ).select(F.lit(i).alias("check"), "failing", "sample") for i, check in enumerate(checks)]
-            found = {r.check: (r.failing, r.sample)
+            run_ids = {day: f"{day}@{now:%Y%m%dT%H%M%S}" for day in chunk}
+            summaries = []
+            for day in chunk:
+                touched = functools.cache(lambda day=day: batches_touched(spark, day))
+                summaries += [failing_rows(spark, check, day, touched).agg(
+                    F.count(F.lit(1)).alias("failing"),
+                    F.slice(F.collect_list(F.col("failing_key").cast("string")), 1, cfg.sample_size).alias("sample"),
+                ).select(F.lit(str(day) if dated(check) else "").alias("day"), F.lit(i).alias("check"), "failing",
+                         "sample") for i, check in enumerate(checks)
+                    if dated(check) or (i not in table_wide and day == chunk[0])]
+            found = {(r.day, r.check): (r.failing, r.sample)
                      for r in functools.reduce(DataFrame.unionByName, summaries).collect()}
-            results = []
-            for i, check in enumerate(checks):
-                count, sample = found[i]
-                results.append((run_id, check["name"], check["type"], check["table"], check["severity"],
-                                "FAIL" if count else "PASS", count, "; ".join(sample or []), now, day))
-            rows = spark.createDataFrame(results, wh.SCHEMAS[MART]["dq_results"]["columns"] + ", invoice_date DATE")
-            earlier = wh.read(spark, self.table).where(F.col("invoice_date") == F.lit(day))
-            wh.replace_partitions(spark, dq_history(earlier, rows).coalesce(1), self.table, "invoice_date",
-                                  [str(day)])
+            table_wide.update({i: v for (day, i), v in found.items() if not day})
+            results = {day: [(run_ids[day], check["name"], check["type"], check["table"], check["severity"],
+                              "FAIL" if count else "PASS", count, "; ".join(sample or []), now, day)
+                             for i, check in enumerate(checks)
+                             for count, sample in [found[(str(day), i)] if dated(check) else table_wide[i]]]
+                       for day in chunk}
+            rows = spark.createDataFrame([r for day in chunk for r in results[day]],
+                                         wh.SCHEMAS[MART]["dq_results"]["columns"] + ", invoice_date DATE")
+            earlier = read_dates(spark, self.table, chunk)
+            wh.replace_partitions(spark, dq_history(earlier, rows).repartition("invoice_date"), self.table,
+                                  "invoice_date", [str(d) for d in chunk])
             crash.point("dq.results_published")
-            failed = [r for r in results if r[5] == "FAIL"]
-            for r in failed:
-                log.warning("data quality %s %s on %s: %d failing rows, e.g. %s", r[4], r[1], r[3], r[6], r[7])
-            alerts.notify(spark, [Alert(kind="dq", severity=r[4], subject=f"data quality check {r[1]} failed for "
-                                        f"{day}", body=f"{r[3]}: {r[6]} failing rows, e.g. {r[7]} (run {run_id})",
-                                        dedupe_key=f"dq:{r[1]}:{day}", condition="FAIL") for r in failed])
-            failed_errors = [f"{r[1]} ({r[6]} rows, e.g. {r[7]})" for r in failed if r[4] == "error"]
-            if failed_errors:
-                errors[day] = f"{day}: error-severity checks failed: " + "; ".join(failed_errors)
-                continue
-            write_marker(self.clone(date=day).output(), {
-                "date": day, "revision": self.revision, "run_id": run_id, "passed": len(results) - len(failed),
-                "warned": len(failed)})
+            for day in chunk:
+                error = self._verdict(spark, day, run_ids[day], results[day])
+                if error:
+                    errors[day] = error
         return errors
+
+    def _verdict(self, spark, day: dt.date, run_id: str, results: list[tuple]) -> str:
+        """Log and alert the date's failed checks; write its marker unless an error-severity check failed
+        (then say what failed)."""
+        failed = [r for r in results if r[5] == "FAIL"]
+        for r in failed:
+            log.warning("data quality %s %s on %s: %d failing rows, e.g. %s", r[4], r[1], r[3], r[6], r[7])
+        alerts.notify(spark, [Alert(kind="dq", severity=r[4], subject=f"data quality check {r[1]} failed for "
+                                    f"{day}", body=f"{r[3]}: {r[6]} failing rows, e.g. {r[7]} (run {run_id})",
+                                    dedupe_key=f"dq:{r[1]}:{day}", condition="FAIL") for r in failed])
+        failed_errors = [f"{r[1]} ({r[6]} rows, e.g. {r[7]})" for r in failed if r[4] == "error"]
+        if failed_errors:
+            return f"{day}: error-severity checks failed: " + "; ".join(failed_errors)
+        write_marker(self.clone(date=day).output(), {
+            "date": day, "revision": self.revision, "run_id": run_id, "passed": len(results) - len(failed),
+            "warned": len(failed)})
+        return ""

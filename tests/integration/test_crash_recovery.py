@@ -53,7 +53,7 @@ CHAIN = [
     ("publish.written", 1), ("snapshot.published", 1), ("publish.swapped", 2), ("task.before_marker", 2),
     ("ingest.raw_published", 1), ("publish.partitions_added", 2), ("ingest.quarantine_published", 2),
     ("task.before_marker", 9), ("retry.raw_published", 1), ("retry.quarantine_published", 1),
-    ("publish.swapped", 12), ("task.before_marker", 6), ("dq.results_published", 1),
+    ("publish.swapped", 12), ("task.before_marker", 5), ("dq.results_published", 1),
     ("task.before_marker", 1),
 ]
 KILL_SEED, KILLS = 20261127, 4

@@ -11,7 +11,6 @@ import datetime as dt
 import functools
 import logging
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import luigi
@@ -244,13 +243,16 @@ def load_checks(path) -> list[dict]:
     return checks
 
 
-def batches_touched(spark, day: dt.date) -> list[str]:
-    """The transaction batches a date's ingestion wrote: its own windows and every batch into which the
+def batches_touched(spark, days: list[dt.date]) -> dict[dt.date, list[str]]:
+    """The transaction batches each date's ingestion wrote: its own windows and every batch into which the
     date's quarantine retry released lines."""
-    own = [replay.batch_id(day, w) for w in replay.WINDOW_HOURS]
+    touched = {day: {replay.batch_id(day, w) for w in replay.WINDOW_HOURS} for day in days}
     released = wh.read(spark, "transactions_quarantine").where(
-        (F.col("last_retry_date") == F.lit(day)) & F.col("resolved_at").isNotNull()).select("batch_id").distinct()
-    return sorted(set(own) | {r.batch_id for r in released.collect()})
+        F.col("last_retry_date").isin(days) & F.col("resolved_at").isNotNull()
+    ).select("last_retry_date", "batch_id").distinct()
+    for row in released.collect():
+        touched[row.last_retry_date].add(row.batch_id)
+    return {day: sorted(batches) for day, batches in touched.items()}
 
 
 def landed_data_lines(path: str) -> int | None:
@@ -264,56 +266,74 @@ def landed_data_lines(path: str) -> int | None:
         return 0
 
 
-def failing_rows(spark, check: dict, day: dt.date, touched: Callable[[], list[str]] | None = None) -> DataFrame:
-    """The failing rows of one check for the run date, through the check type's transform. ``touched``
-    gives the batches the date's ingestion wrote (``batches_touched``), when the caller has them."""
+def _batches_of(spark, touched: dict[dt.date, list[str]]) -> DataFrame:
+    """``day, batch_id``: which batches each date's checks look at."""
+    return spark.createDataFrame([(day, b) for day, batches in touched.items() for b in batches],
+                                 "day DATE, batch_id STRING")
+
+
+def failing_rows(spark, check: dict, days: list[dt.date], touched: dict[dt.date, list[str]]) -> DataFrame:
+    """The failing rows of one check for the run dates (``day, failing_key``), through the check type's
+    transform; a table-wide check is evaluated once, with a NULL ``day``. ``touched``: the batches each
+    date's ingestion wrote (``batches_touched``)."""
     from pipeline.transforms import dq as checks
 
     date_column = check.get("date_column", "invoice_date")
     kind = check["type"]
-    touched = touched or functools.cache(lambda: batches_touched(spark, day))
     if kind == "freshness":
         now = clock.now()
-        expected = feeds([day], sla())
+        expected = feeds(days, sla())
         late = sla_rules.late_feeds(expected[expected["feed"] == check["feed"]], now)
-        keys = [f"{r.feed} {r.invoice_date}" + ("" if r.window < 0 else f" {r.window:02d}h") for r in late.itertuples()]
-        return spark.createDataFrame([(k,) for k in keys], "failing_key STRING")
+        keys = [(pd.Timestamp(r.invoice_date).date(),
+                 f"{r.feed} {r.invoice_date}" + ("" if r.window < 0 else f" {r.window:02d}h"))
+                for r in late.itertuples()]
+        return spark.createDataFrame(keys, "day DATE, failing_key STRING")
     if kind == "volume":
-        dates = [day - dt.timedelta(weeks=w) for w in range(check["weeks"] + 1)]
-        counts = read_dates(spark, check["table"], dates, date_column) \
+        needed = sorted({day - dt.timedelta(weeks=w) for day in days for w in range(check["weeks"] + 1)})
+        counts = read_dates(spark, check["table"], needed, date_column) \
             .groupBy(F.col(date_column).alias("date")).agg(F.count(F.lit(1)).alias("rows"))
-        return checks.volume(counts, day, check["weeks"], check["low"], check["high"])
+        return checks.volume(counts, days, check["weeks"], check["low"], check["high"])
     if kind == "reconciliation":
-        return reconciliation(spark, [day]).where(~F.col("passed")).select(
+        return reconciliation(spark, days).where(~F.col("passed")).select(
+            F.col("invoice_date").alias("day"),
             F.concat_ws(" ", "check", F.lit("expected"), "expected", F.lit("got"), "actual").alias("failing_key"))
-    if kind == "batch_encoding":
-        feeds_of_day = [*touched(), f"products_{day:%Y%m%d}", f"countries_{day:%Y%m%d}"]
-        return checks.batch_encoding(wh.read(spark, "batch_audit").where(F.col("batch_id").isin(feeds_of_day)),
-                                     list(records.UTF8_ENCODINGS))
-    if kind in ("batch_rows", "batch_received"):
-        audit = wh.read(spark, "batch_audit").where(F.col("batch_id").isin(touched()))
+    if kind in ("batch_encoding", "batch_rows", "batch_received"):
+        if kind == "batch_encoding":
+            touched = {day: [*batches, f"products_{day:%Y%m%d}", f"countries_{day:%Y%m%d}"]
+                       for day, batches in touched.items()}
+        batches = _batches_of(spark, touched)
+        audit = wh.read(spark, "batch_audit").where(
+            F.col("batch_id").isin(sorted({b for bs in touched.values() for b in bs}))).join(batches, "batch_id")
+        if kind == "batch_encoding":
+            return checks.batch_encoding(audit, list(records.UTF8_ENCODINGS), by=["day"])
         if kind == "batch_rows":
-            raw = wh.read(spark, "transactions_raw").where(F.col("batch_id").isin(touched()))
-            return checks.batch_rows(audit, raw.groupBy("batch_id").agg(F.count(F.lit(1)).alias("rows")))
-        files = audit.select("batch_id", "source_files").collect()
+            raw = wh.read(spark, "transactions_raw").where(
+                F.col("batch_id").isin(sorted({b for bs in touched.values() for b in bs})))
+            return checks.batch_rows(audit, raw.groupBy("batch_id").agg(F.count(F.lit(1)).alias("rows")),
+                                     by=["day"])
+        files = audit.select("batch_id", "source_files").distinct().collect()
         landed = spark.createDataFrame([(r.batch_id, landed_data_lines(r.source_files)) for r in files],
-                                       "batch_id STRING, data_lines BIGINT")
-        return checks.batch_received(audit, landed)
-    df = wh.read(spark, check["table"])
+                                       "batch_id STRING, data_lines BIGINT").join(batches, "batch_id")
+        return checks.batch_received(audit, landed, by=["day"])
     if check["scope"] == "date":
-        df = df.where(F.col(date_column) == F.lit(day))
+        df = read_dates(spark, check["table"], days, date_column).withColumn("_day", F.col(date_column))
+        by = ["_day"]
+    else:
+        df, by = wh.read(spark, check["table"]), []
     if kind == "not_null":
-        return checks.not_null(df, check["columns"], check.get("key_columns", check["columns"]))
-    if kind == "unique":
-        return checks.unique(df, check["columns"])
-    if kind == "relationships":
-        return checks.relationships(df, check["column"], wh.read(spark, check["to"]), check["to_column"],
-                                    as_of=check.get("as_of"))
-    if kind == "accepted_values":
-        return checks.accepted_values(df, check["column"], check["values"])
-    if kind == "scd2_integrity":
-        return checks.scd2_integrity(df, check["key"])
-    return checks.batch_accounting(df)
+        rows = checks.not_null(df, check["columns"], check.get("key_columns", check["columns"]), by=by)
+    elif kind == "unique":
+        rows = checks.unique(df, check["columns"], by=by)
+    elif kind == "relationships":
+        rows = checks.relationships(df, check["column"], wh.read(spark, check["to"]), check["to_column"],
+                                    as_of=check.get("as_of"), by=by)
+    elif kind == "accepted_values":
+        rows = checks.accepted_values(df, check["column"], check["values"], by=by)
+    elif kind == "scd2_integrity":
+        rows = checks.scd2_integrity(df, check["key"], by=by)
+    else:
+        rows = checks.batch_accounting(df, by=by)
+    return rows.select((F.col("_day") if by else F.lit(None)).cast("date").alias("day"), "failing_key")
 
 
 DEFAULT_GROUPS = {"all_marts": {"tasks": ["MartsReady"], "deadline": "10:00", "days_after": 1}}
@@ -378,7 +398,7 @@ def dated(check: dict) -> bool:
         "not_null", "unique", "relationships", "accepted_values", "scd2_integrity", "batch_accounting")
 
 
-DATES_PER_JOB = 8  # a backfill checks its dates in jobs of this many (one result query and one write each)
+DATES_PER_JOB = 32  # a backfill checks its dates in jobs of this many (one result query and one write each)
 
 
 class DataQualityChecks(_DailyTable):
@@ -414,22 +434,21 @@ class DataQualityChecks(_DailyTable):
             chunk = dates[start:start + DATES_PER_JOB]
             now = clock.now()
             run_ids = {day: f"{day}@{now:%Y%m%dT%H%M%S}" for day in chunk}
-            summaries = []
-            for day in chunk:
-                touched = functools.cache(lambda day=day: batches_touched(spark, day))
-                summaries += [failing_rows(spark, check, day, touched).agg(
-                    F.count(F.lit(1)).alias("failing"),
-                    F.slice(F.collect_list(F.col("failing_key").cast("string")), 1, cfg.sample_size).alias("sample"),
-                ).select(F.lit(str(day) if dated(check) else "").alias("day"), F.lit(i).alias("check"), "failing",
-                         "sample") for i, check in enumerate(checks)
-                    if dated(check) or (i not in table_wide and day == chunk[0])]
-            found = {(r.day, r.check): (r.failing, r.sample)
+            touched = batches_touched(spark, chunk)
+            summaries = [failing_rows(spark, check, chunk, touched).groupBy("day").agg(
+                F.count(F.lit(1)).alias("failing"),
+                F.slice(F.collect_list(F.col("failing_key").cast("string")), 1, cfg.sample_size).alias("sample"),
+            ).select(F.col("day").cast("string").alias("day"), F.lit(i).alias("check"), "failing", "sample")
+                for i, check in enumerate(checks) if dated(check) or i not in table_wide]
+            found = {(r.day or "", r.check): (r.failing, r.sample)
                      for r in functools.reduce(DataFrame.unionByName, summaries).collect()}
-            table_wide.update({i: v for (day, i), v in found.items() if not day})
+            table_wide.update({i: found.get(("", i), (0, [])) for i, check in enumerate(checks)
+                               if not dated(check) and i not in table_wide})
             results = {day: [(run_ids[day], check["name"], check["type"], check["table"], check["severity"],
                               "FAIL" if count else "PASS", count, "; ".join(sample or []), now, day)
                              for i, check in enumerate(checks)
-                             for count, sample in [found[(str(day), i)] if dated(check) else table_wide[i]]]
+                             for count, sample in [found.get((str(day), i), (0, [])) if dated(check)
+                                                   else table_wide[i]]]
                        for day in chunk}
             rows = spark.createDataFrame([r for day in chunk for r in results[day]],
                                          wh.SCHEMAS[MART]["dq_results"]["columns"] + ", invoice_date DATE")

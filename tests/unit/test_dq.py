@@ -86,12 +86,23 @@ def test_volume_against_the_same_weekday(spark, today_rows, expected):
     day = dt.date(2011, 1, 18)   # a Tuesday; history: the two previous Tuesdays (1000, 1200); Monday ignored
     counts = spark.createDataFrame([(dt.date(2011, 1, 11), 1000), (dt.date(2011, 1, 4), 1200),
                                     (dt.date(2011, 1, 17), 50), (day, today_rows)], "date DATE, rows BIGINT")
-    assert keys(dq.volume(counts, day, weeks=4, low=0.5, high=2.0)) == expected
+    assert keys(dq.volume(counts, [day], weeks=4, low=0.5, high=2.0)) == expected
 
 
 def test_volume_passes_without_history(spark):
     counts = spark.createDataFrame([(dt.date(2011, 1, 18), 10)], "date DATE, rows BIGINT")
-    assert keys(dq.volume(counts, dt.date(2011, 1, 18), weeks=4, low=0.5, high=2.0)) == []
+    assert keys(dq.volume(counts, [dt.date(2011, 1, 18)], weeks=4, low=0.5, high=2.0)) == []
+
+
+def test_volume_judges_each_day_against_its_own_weekday(spark):
+    """Tuesday 18th: 300 vs 1000 a week before; Wednesday 19th: 950 vs 1000; Thursday 20th: no rows at all
+    against 800 a week before; Friday 21st: no history."""
+    tue, wed, thu, fri = (dt.date(2011, 1, d) for d in (18, 19, 20, 21))
+    counts = spark.createDataFrame([(dt.date(2011, 1, 11), 1000), (tue, 300), (dt.date(2011, 1, 12), 1000),
+                                    (wed, 950), (dt.date(2011, 1, 13), 800), (fri, 5)], "date DATE, rows BIGINT")
+    got = sorted((r.day, r.failing_key) for r in dq.volume(counts, [tue, wed, thu, fri], 1, 0.5, 2.0).collect())
+    assert got == [(tue, "300 rows vs 1000.0 on the same weekday (ratio 0.30)"),
+                   (thu, "0 rows vs 800.0 on the same weekday (ratio 0.00)")]
 
 
 AUDIT = "batch_id STRING, rows_received BIGINT, rows_loaded BIGINT"
@@ -126,3 +137,31 @@ def test_batch_encoding_flags_files_not_read_as_utf8(spark):
                                    ("products_x", "latin-1")], "batch_id STRING, encoding STRING")
     assert sorted(keys(dq.batch_encoding(audit, ["utf-8", "utf-8-sig"]))) == [
         "products_x: read as latin-1", "tx_c: read as cp1252"]
+
+
+def by_day(df):
+    return sorted((r.day, r.failing_key) for r in df.collect())
+
+
+def test_checks_split_by_a_column_judge_each_group_on_its_own_rows(spark):
+    """The same product key twice on one day is a duplicate; once on each of two days is not."""
+    rows = spark.createDataFrame([(D1, 1, "Champions", None), (D1, 1, "VIP", 3), (D2, 1, "VIP", 4), (D3, 2, None, 5)],
+                                 "day DATE, product_key BIGINT, segment STRING, country_key BIGINT")
+    assert by_day(dq.unique(rows, ["product_key"], by=["day"])) == [(D1, "1 x2")]
+    assert by_day(dq.accepted_values(rows, "segment", ["Champions"], by=["day"])) == [(D1, "VIP x1"), (D2, "VIP x1")]
+    assert by_day(dq.not_null(rows, ["country_key"], ["product_key"], by=["day"])) == [(D1, "1 null: country_key")]
+    parent = spark.createDataFrame([(1,)], "product_key BIGINT")
+    assert by_day(dq.relationships(rows, "product_key", parent, "product_key", by=["day"])) == [(D3, "2")]
+
+
+def test_batch_checks_split_by_day_keep_a_batch_shared_by_two_days_in_both(spark):
+    audit = spark.createDataFrame([(D1, "tx_a", 5, 3), (D2, "tx_a", 5, 3), (D2, "tx_b", 1, 1)],
+                                  "day DATE, " + AUDIT)
+    counts = spark.createDataFrame([("tx_a", 2), ("tx_b", 1)], "batch_id STRING, rows BIGINT")
+    assert by_day(dq.batch_rows(audit, counts, by=["day"])) == [
+        (D1, "tx_a: 2 rows in transactions_raw, audit says 3 loaded"),
+        (D2, "tx_a: 2 rows in transactions_raw, audit says 3 loaded")]
+    landed = spark.createDataFrame([(D1, "tx_a", 5), (D2, "tx_a", 5), (D2, "tx_b", 2)],
+                                   "day DATE, batch_id STRING, data_lines BIGINT")
+    assert by_day(dq.batch_received(audit, landed, by=["day"])) == [
+        (D2, "tx_b: 2 lines landed, audit says 1 received")]

@@ -7,7 +7,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 ARGS   ?=
 PYTEST_ARGS ?=
-# test workers: each integration module with its own stack, and the modules sharing one, run on one worker
+# pytest workers (tests/conftest.py deals whole stacks out to them)
 TEST_WORKERS ?= 2
 
 .PHONY: dashboard run test setup services-start services-stop services-status stop status lint bench bench-backfill bench-marts bench-dashboard bench-simulate clean
@@ -24,7 +24,7 @@ run: setup
 	$(PY) -m pipeline run $(ARGS)
 
 test: setup
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 dashboard: setup
 	$(PY) -m streamlit run dashboard/app.py

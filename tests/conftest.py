@@ -6,32 +6,43 @@ import pytest
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
-# Integration modules that take longest, started first when `make test` runs them on parallel workers
-LONGEST_FIRST = ("test_crash_recovery", "shared-stack", "test_operation", "test_hostile_input",
-                 "test_postgres_metastore", "test_invalidate", "test_catalog_recovery")
+SHARED_STACK = "tests/integration/shared"
+# integration groups that take longest, started first on the test workers
+LONGEST_FIRST = ("tests/integration/test_crash_recovery.py", SHARED_STACK, "tests/integration/test_operation.py",
+                 "tests/integration/test_hostile_input.py", "tests/integration/test_postgres_metastore.py",
+                 "tests/integration/test_invalidate.py", "tests/integration/test_catalog_recovery.py")
 
 
-def xdist_group(item: pytest.Item) -> str | None:
-    """The worker group of an integration test: every module on the session's shared stack runs on one worker,
-    in file order (their fixtures build on each other); a module with its own stack is a group of its own."""
-    if "integration" not in item.nodeid.split("::")[0].split("/"):
-        return None
-    if "stack" in getattr(item, "fixturenames", ()):
-        return "shared-stack"
-    return item.module.__name__.rpartition(".")[2]
+def worker_group(nodeid: str) -> str:
+    """What one test worker runs as a unit: the modules on the shared stack together (their fixtures build on
+    each other, in file order), each other integration module apart (its own stack on its own ports), and each
+    unit test on its own."""
+    path = nodeid.split("::")[0]
+    if path.startswith(SHARED_STACK + "/"):
+        return SHARED_STACK
+    return path if path.startswith("tests/integration/") else nodeid
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``pytest -n N`` hands whole ``worker_group`` units to workers, in collection order."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class StackScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return worker_group(nodeid)
+
+    config.option.loadscopereorder = False
+    return StackScheduling(config, log)
 
 
 def pytest_collection_modifyitems(config, items):
-    if not getattr(config.option, "loadgroup", False):  # set in each xdist worker by --dist loadgroup
+    """On test workers: the slowest integration groups first, then the others, then the unit tests to fill the
+    gaps (each worker collects in this order, and the scheduler deals the groups out in it)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
         return
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    groups = {}
-    for item in items:
-        group = groups[item] = xdist_group(item)
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))
-    # the slowest groups first, the rest of the integration modules, then the unit tests to fill the gaps
-    items.sort(key=lambda it: (groups[it] is None, rank.get(groups[it], len(rank))))
+    items.sort(key=lambda it: (not it.nodeid.startswith("tests/integration/"),
+                               rank.get(worker_group(it.nodeid), len(rank))))
 
 
 @pytest.fixture(scope="session")

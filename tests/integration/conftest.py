@@ -1,4 +1,5 @@
-"""Real embedded services on test ports with a throwaway state dir, shared by the integration tests."""
+"""What the integration tests share: real embedded services on test ports with throwaway state dirs, and helpers
+to drive them (the one stack the modules under ``shared/`` build on is in ``shared/conftest.py``)."""
 
 import configparser
 import contextlib
@@ -16,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import config, replay, services
-from tests.integration.realdata import ATLANTIS_LINE, BAD_DATE_LINE, DAYS, INJECTED
+from pipeline import config, replay
 
 ROOT = config.PROJECT_ROOT
 # $ECOM_TEST_PORT_OFFSET moves the shared stack, so a second test run can share the machine
@@ -26,45 +26,6 @@ PORTS = {name: port + int(os.environ.get("ECOM_TEST_PORT_OFFSET", "0"))
 # luigid's retries as configured, but quicker: a test that makes a task fail on purpose waits seconds, and a
 # task disabled after repeated failures is enabled again before the next test builds it
 TEST_RETRIES = "[scheduler]\nretry_delay = 3\ndisable_persist = 10\n"
-
-
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory):
-    state = tmp_path_factory.mktemp("state")
-    overlay = state / "test-overlay.cfg"
-    overlay.write_text(
-        f"[state]\ndir = {state}\n"
-        f"[metastore]\nuri = thrift://127.0.0.1:{PORTS['metastore']}\n"
-        f"[hiveserver2]\nport = {PORTS['hiveserver2']}\n"
-        f"[scheduler_ui]\nport = {PORTS['luigid']}\n"
-        f"[core]\nscheduler_port = {PORTS['luigid']}\n"
-        "[spark]\nmaster = local[2]\n"
-        f"{TEST_RETRIES}"
-    )
-    os.environ[config.OVERLAY_ENV] = str(overlay)
-    os.environ.pop("ECOM_STATE_DIR", None)
-    config.load_profile()
-    services.start_all()
-    yield {"state": state, "overlay": overlay, "warehouse": config.warehouse().uri}
-    services.stop_all()
-
-
-@pytest.fixture(scope="session")
-def ingested(stack):
-    run_luigi("ReplayDay", "--date", str(DAYS[1]))
-    append_lines(stack["warehouse"], DAYS[1], 0, [INJECTED, INJECTED, BAD_DATE_LINE, ATLANTIS_LINE])
-    run_luigi("RangeDaily", "--of", "IngestDay", "--start", str(DAYS[0]), "--stop", str(DAYS[-1] + dt.timedelta(1)))
-    return stack
-
-
-@pytest.fixture(scope="session")
-def marts(ingested):
-    """The integration days with their star schema and marts published."""
-    run_luigi("RangeDaily", "--of", "MartsReady", "--start", str(DAYS[0]),
-              "--stop", str(DAYS[-1] + dt.timedelta(1)), module="pipeline.tasks.dw")
-    return ingested
-
-
 
 
 def run_luigi(*args: str, check: bool = True, env: dict | None = None,

@@ -54,7 +54,7 @@ PROBE = """
 import json, sys
 from pipeline import warehouse as wh
 from pipeline.spark import get_spark
-from tests.integration import test_arrow_tables as t
+from tests.integration.shared import test_arrow_tables as t
 wh.SCHEMAS[t.DB] = t.SPEC
 spark = get_spark("arrow-probe")
 if sys.argv[1] == "create":

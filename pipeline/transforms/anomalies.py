@@ -153,8 +153,9 @@ def product_baselines(fact: DataFrame, dates: list[dt.date], false_positive_ids:
     sales = sales.join(F.broadcast(flagged_false), "line_id", "left") \
         .withColumn("is_false_positive", F.coalesce("is_false_positive", F.lit(False)))
     schema = StructType([StructField("stock_code", StringType()), *STORE_BASELINE_SCHEMA.fields])
-    stats = sales.select("stock_code", "invoice_date", "is_false_positive",
-                         *[F.col(m).cast("double").alias(m) for m in METRICS]) \
+    scored_codes = sales.where(F.col("invoice_date").isin(list(dates))).select("stock_code").distinct()
+    stats = sales.join(scored_codes, "stock_code", "left_semi").select(
+        "stock_code", "invoice_date", "is_false_positive", *[F.col(m).cast("double").alias(m) for m in METRICS]) \
         .groupBy("stock_code").applyInPandas(_product_stats(set(dates), baseline_days), schema) \
         .withColumnRenamed("score_date", "invoice_date")
     scored = _long(sales.where(F.col("invoice_date").isin(list(dates))).drop("is_false_positive"))

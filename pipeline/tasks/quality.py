@@ -302,13 +302,12 @@ def failing_rows(spark, check: dict, days: list[dt.date], touched: dict[dt.date,
             touched = {day: [*batches, f"products_{day:%Y%m%d}", f"countries_{day:%Y%m%d}"]
                        for day, batches in touched.items()}
         batches = _batches_of(spark, touched)
-        audit = wh.read(spark, "batch_audit").where(
-            F.col("batch_id").isin(sorted({b for bs in touched.values() for b in bs}))).join(batches, "batch_id")
+        all_batches = sorted({b for bs in touched.values() for b in bs})
+        audit = wh.read(spark, "batch_audit").where(F.col("batch_id").isin(all_batches)).join(batches, "batch_id")
         if kind == "batch_encoding":
             return checks.batch_encoding(audit, list(records.UTF8_ENCODINGS), by=["day"])
         if kind == "batch_rows":
-            raw = wh.read(spark, "transactions_raw").where(
-                F.col("batch_id").isin(sorted({b for bs in touched.values() for b in bs})))
+            raw = wh.read(spark, "transactions_raw").where(F.col("batch_id").isin(all_batches))
             return checks.batch_rows(audit, raw.groupBy("batch_id").agg(F.count(F.lit(1)).alias("rows")),
                                      by=["day"])
         files = audit.select("batch_id", "source_files").distinct().collect()
@@ -392,10 +391,13 @@ def dq_history(earlier: DataFrame, new: DataFrame) -> DataFrame:
     return earlier.join(same, ["invoice_date", "run_id"], "left_anti").unionByName(new)
 
 
+ROW_CHECKS = ("not_null", "unique", "relationships", "accepted_values", "scd2_integrity", "batch_accounting")
+
+
 def dated(check: dict) -> bool:
-    """Whether a check's outcome depends on the run date (a table-wide check gives the same for every date)."""
-    return check["scope"] == "date" or check["type"] not in (
-        "not_null", "unique", "relationships", "accepted_values", "scd2_integrity", "batch_accounting")
+    """Whether a check's outcome depends on the run date: a row check of a whole table (``ROW_CHECKS``, scope
+    ``table``) gives the same for every date."""
+    return check["scope"] == "date" or check["type"] not in ROW_CHECKS
 
 
 DATES_PER_JOB = 32  # a backfill checks its dates in jobs of this many (one result query and one write each)

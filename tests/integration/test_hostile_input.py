@@ -45,8 +45,11 @@ def write_csv(path, header, rows, encoding="utf-8"):
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory):
     with smtp_server() as (inbox, smtp_port):
+        # a failed snapshot stays FAILED: were it PENDING again, luigid would reserve the writer resource for its
+        # stopped worker (until worker_disconnect_delay) and refuse the next writer "run permission"
         overlay = (f"[smtp]\nhost = 127.0.0.1\nport = {smtp_port}\nno_tls = true\n"
-                   "[email]\nreceiver = ops@example.com\nsender = dw@example.com\n")
+                   "[email]\nreceiver = ops@example.com\nsender = dw@example.com\n"
+                   "[scheduler]\nretry_delay = 3600\n")
         with separate_stack(tmp_path_factory, "hostile", PORTS, overlay) as stack:
             warehouse = f"file://{stack.state}/warehouse"
             stack.luigi("ReplayDay", "--date", str(DAY))

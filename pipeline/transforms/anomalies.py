@@ -127,13 +127,30 @@ def store_sales(fact: DataFrame, dates: list[dt.date], false_positive_ids: DataF
 
 
 def _product_stats(dates: set[dt.date], baseline_days: int):
-    def stats(lines: pd.DataFrame) -> pd.DataFrame:
-        history = lines[~lines["is_false_positive"]]
-        days, values = _sorted_by_day(history)
-        scored = sorted(d for d in set(lines["invoice_date"]) if d in dates)
-        rows = window_stats(days, values, scored, baseline_days)
-        return pd.DataFrame([(lines["stock_code"].iloc[0], *r) for r in rows],
-                            columns=["stock_code", *(f.name for f in STORE_BASELINE_SCHEMA.fields)])
+    """The statistics of every product of a partition (all of a product's lines in one partition), each product
+    scored on the dates of ``dates`` it has lines on, its history without false positives."""
+    score_days = np.array(sorted(dates), dtype="datetime64[D]")
+    columns = ["stock_code", *(f.name for f in STORE_BASELINE_SCHEMA.fields)]
+
+    def stats(batches):
+        parts = [b for b in batches if len(b)]
+        if not parts:
+            return
+        lines = pd.concat(parts, ignore_index=True)
+        lines = lines.assign(_day=pd.to_datetime(lines["invoice_date"]).to_numpy(dtype="datetime64[D]")) \
+            .sort_values(["stock_code", "_day"], kind="stable")
+        codes, days = lines["stock_code"].to_numpy(), lines["_day"].to_numpy(dtype="datetime64[D]")
+        history = ~lines["is_false_positive"].to_numpy(dtype=bool)
+        values = {m: lines[m].to_numpy(dtype="float64") for m in METRICS}
+        starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+        rows = []
+        for lo, hi in zip(starts, [*starts[1:], len(codes)], strict=True):
+            scored = np.intersect1d(days[lo:hi], score_days)
+            if len(scored):
+                keep = history[lo:hi]
+                rows += [(codes[lo], *r) for r in window_stats(
+                    days[lo:hi][keep], {m: v[lo:hi][keep] for m, v in values.items()}, scored, baseline_days)]
+        yield pd.DataFrame(rows, columns=columns)
     return stats
 
 
@@ -156,7 +173,7 @@ def product_baselines(fact: DataFrame, dates: list[dt.date], false_positive_ids:
     scored_codes = sales.where(F.col("invoice_date").isin(list(dates))).select("stock_code").distinct()
     stats = sales.join(scored_codes, "stock_code", "left_semi").select(
         "stock_code", "invoice_date", "is_false_positive", *[F.col(m).cast("double").alias(m) for m in METRICS]) \
-        .groupBy("stock_code").applyInPandas(_product_stats(set(dates), baseline_days), schema) \
+        .repartition("stock_code").mapInPandas(_product_stats(set(dates), baseline_days), schema) \
         .withColumnRenamed("score_date", "invoice_date")
     scored = _long(sales.where(F.col("invoice_date").isin(list(dates))).drop("is_false_positive"))
     return scored.join(stats, ["stock_code", "invoice_date", "metric"], "left")

@@ -72,6 +72,26 @@ def test_each_date_of_a_range_has_its_own_trailing_window(spark):
     assert got == {10: (2, 1.0, 0.0), 11: (3, 1.0, 0.0), 12: (3, 3.0, 2.0)}
 
 
+@pytest.mark.parametrize("partitions", [1, 3])
+def test_products_sharing_a_partition_keep_their_own_history(spark, partitions):
+    # on interleaved days, P sells 1 and 3; Q sells 10, 20 and 40, and its 40 is a false positive.
+    # Scored on 01-10: P -> 1, 3: median 2; Q without the false positive -> 10, 20: median 15, MAD 5
+    sales = [("P", 1, 1), ("Q", 10, 2), ("P", 3, 3), ("Q", 20, 4), ("Q", 40, 5), ("P", 2, 10), ("Q", 30, 10)]
+    fact = spark.createDataFrame([line(f"20000{i}", code, q, day=dt.date(2011, 1, d))
+                                  for i, (code, q, d) in enumerate(sales)], FACT)
+    false_positive = fact.where("invoice_no = '200004'").select(anomalies.line_id().alias("line_id"))
+    before = spark.conf.get("spark.sql.shuffle.partitions")
+    spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
+    try:
+        rows = {(r.stock_code, r.metric): r for r in anomalies.product_baselines(
+            fact, [dt.date(2011, 1, 10)], false_positive, baseline_days=30).collect()}
+    finally:
+        spark.conf.set("spark.sql.shuffle.partitions", before)
+    got = {code: (rows[(code, "quantity")].baseline_lines, rows[(code, "quantity")].baseline_median,
+                  rows[(code, "quantity")].baseline_mad) for code in "PQ"}
+    assert got == {"P": (2, 2.0, 1.0), "Q": (2, 15.0, 5.0)}
+
+
 def test_store_baselines_by_hand_per_date_and_metric():
     sales = pd.DataFrame({"invoice_date": [dt.date(2011, 1, d) for d in (1, 2, 2, 5)],
                           "quantity": [1.0, 2.0, 6.0, 100.0], "line_amount": [1.0, 2.0, 3.0, 4.0]})

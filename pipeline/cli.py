@@ -238,7 +238,8 @@ def _dashboard_user(args: argparse.Namespace) -> int:
         print(f"error: use a password of at most {auth.MAX_PASSWORD_BYTES} bytes (bcrypt's limit)", file=sys.stderr)
         return 2
     entry = json.dumps({args.name: auth.hash_password(password)})
-    print(f"add to ${auth.USERS_ENV} (a JSON object of users) or [dashboard] users:\n{entry}")
+    print(entry)  # the result on stdout, so that `export VAR=$(...)` takes it whole; hints on stderr
+    print(f"add it to ${auth.USERS_ENV} (a JSON object of users) or to [dashboard] users", file=sys.stderr)
     return 0
 
 

@@ -246,6 +246,18 @@ def test_the_cli_refuses_to_issue_a_link_with_a_short_secret(tmp_path):
     assert f"error: {NOT_CONFIGURED}" in proc.stderr
 
 
+def test_the_cli_prints_only_the_user_entry_on_stdout(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "dashboard-user", "alice", "--password-stdin"],
+                          cwd=config.PROJECT_ROOT, input="correct horse\n", capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, ECOM_STATE_DIR=str(tmp_path)))
+    assert proc.returncode == 0, proc.stderr
+    users = json.loads(proc.stdout)  # what `export ECOM_DASHBOARD_USERS=$(...)` takes
+    assert list(users) == ["alice"]
+    assert auth.check_password(users, "alice", "correct horse")
+    assert not auth.check_password(users, "alice", "wrong horse")
+    assert auth.USERS_ENV in proc.stderr
+
+
 # --- rule 4: rotation: links signed with the previous secret open while it is set --------------------------------
 
 

@@ -1,13 +1,15 @@
 """Named crash points: where a process may die between two steps of a publication.
 
-``ECOM_CRASH_AT=<point>[:<n>]`` makes the process exit at once (``os._exit(137)``, as after SIGKILL: no
-cleanup, no ``finally``, no marker) the ``n``-th time (default 1) it reaches ``<point>``. Unset, a point is
-one dictionary lookup. The fault-injection tests kill a run at each point and check that rerunning it
+``ECOM_CRASH_AT=<point>[@<TaskFamily>][:<n>]`` makes the process exit at once (``os._exit(137)``, as after
+SIGKILL: no cleanup, no ``finally``, no marker) the ``n``-th time (default 1) it reaches ``<point>``; with
+``@<TaskFamily>``, the ``n``-th time it reaches it while running a task of that family (``task``). Unset, a
+point is one dictionary lookup. The fault-injection tests kill a run at each point and check that rerunning it
 converges to the tables of a run that never crashed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 
@@ -33,26 +35,40 @@ POINTS: dict[str, str] = {
 }
 
 
-def _parse(spec: str) -> tuple[str, int] | None:
+def _parse(spec: str) -> tuple[str, str | None, int] | None:
     if not spec:
         return None
-    name, _, nth = spec.partition(":")
+    where, _, nth = spec.partition(":")
+    name, _, family = where.partition("@")
     if name not in POINTS:
         raise ValueError(f"${ENV}={spec!r}: unknown crash point {name!r}; known: {', '.join(POINTS)}")
-    return name, int(nth or 1)
+    return name, family or None, int(nth or 1)
 
 
 _target = _parse(os.environ.get(ENV, ""))
 _hits: dict[str, int] = {}
+_task: list[str] = []
+
+
+@contextlib.contextmanager
+def task(family: str):
+    """Mark the points reached inside as reached by a task of ``family``."""
+    _task.append(family)
+    try:
+        yield
+    finally:
+        _task.pop()
 
 
 def point(name: str) -> None:
-    """Die here if ``$ECOM_CRASH_AT`` names this point and its hit count is reached."""
-    if _target is None or _target[0] != name:
+    """Die here if ``$ECOM_CRASH_AT`` names this point (and the running task's family) and its hit count is
+    reached."""
+    if _target is None or _target[0] != name or (_target[1] and _target[1] not in _task[-1:]):
         return
     _hits[name] = _hits.get(name, 0) + 1
-    if _hits[name] == _target[1]:
-        log.error("crash point %s reached (hit %d): exiting with %d", name, _hits[name], EXIT_CODE)
+    if _hits[name] == _target[2]:
+        log.error("crash point %s reached (hit %d%s): exiting with %d", name, _hits[name],
+                  f" in {_task[-1]}" if _task else "", EXIT_CODE)
         for handler in logging.getLogger().handlers:
             handler.flush()
         os._exit(EXIT_CODE)

@@ -19,7 +19,7 @@ def writes_warehouse(run):
 
     @functools.wraps(run)
     def locked(self: luigi.Task):
-        with lock.warehouse_lock(self.task_id):
+        with lock.warehouse_lock(self.task_id), crash.task(self.task_family):
             if self.complete():
                 log.info("%s was completed by another writer while waiting for the warehouse lock", self.task_id)
                 return None

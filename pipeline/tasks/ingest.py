@@ -184,12 +184,14 @@ class TransactionBatch(luigi.Task):
     and a corrected file landed at the same path is loaded by the next run.
 
     Several windows of a date (``--window 4,8,12``) load in one pass, each with its own partition, audit row
-    and marker, exactly as one by one.
+    and marker, exactly as one by one. When several windows of a date are ready at once (a run catching up),
+    luigid hands them to the worker as one such batch.
     """
 
     date = luigi.DateParameter()
-    window = WindowsParameter()
+    window = WindowsParameter(batch_method=",".join)
     resources = {"ecommerce_db_writer": 1}
+    max_batch_size = len(replay.WINDOW_HOURS)
 
     @property
     def window_hours(self) -> list[int]:

@@ -63,3 +63,27 @@ def spark():
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture
+def luigi_config():
+    """``set(section, option, value)`` for one test: Luigi's global config has its previous values back
+    afterwards, so no later test sees them."""
+    import luigi.configuration
+
+    cfg = luigi.configuration.get_config()
+    saved = []
+
+    def set_option(section: str, option: str, value: str) -> None:
+        had = cfg.has_option(section, option)
+        saved.append((section, option, cfg.get(section, option, raw=True) if had else None, had))
+        if not cfg.has_section(section):
+            cfg.add_section(section)
+        cfg.set(section, option, value)
+
+    yield set_option
+    for section, option, value, had in reversed(saved):
+        if had:
+            cfg.set(section, option, value)
+        else:
+            cfg.remove_option(section, option)

@@ -116,16 +116,14 @@ class WebHdfs(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def webhdfs():
+def webhdfs(luigi_config):
     WebHdfs.files, WebHdfs.dirs, WebHdfs.calls = {}, {"/"}, []
     server = ThreadingHTTPServer(("127.0.0.1", 0), WebHdfs)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = server.server_address[1]
-    luigi.configuration.get_config().set("webhdfs", "port", str(port))
-    luigi.configuration.get_config().set("webhdfs", "user", "ecommerce")
+    luigi_config("webhdfs", "port", str(server.server_address[1]))
+    luigi_config("webhdfs", "user", "ecommerce")
     yield WebHdfs
     server.shutdown()
-    luigi.configuration.get_config().remove_option("webhdfs", "port")
 
 
 @pytest.mark.parametrize(("uri", "expected"), [

@@ -135,16 +135,15 @@ def test_a_feed_is_late_after_its_tolerance(landed, minutes_after_due, is_late):
     assert len(late) == int(is_late)
 
 
-def test_the_history_reads_the_same_from_a_file_path_and_from_a_database_url(tmp_path, monkeypatch):
+def test_the_history_reads_the_same_from_a_file_path_and_from_a_database_url(tmp_path, luigi_config):
     """Rows written by luigid's own history recorder (``DbTaskHistory``), read back both ways."""
-    import luigi.configuration
     import luigi.scheduler
     from luigi.db_task_history import DbTaskHistory
 
     from pipeline import history
 
     db = tmp_path / "task-history.db"
-    luigi.configuration.get_config().set("task_history", "db_connection", f"sqlite:///{db}")
+    luigi_config("task_history", "db_connection", f"sqlite:///{db}")
     recorder = DbTaskHistory()
     task = luigi.scheduler.Task("MartsReady_2010_12_06", "PENDING", [], family="MartsReady",
                                 params={"date": "2010-12-06"})

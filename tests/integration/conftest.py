@@ -5,6 +5,7 @@ import configparser
 import contextlib
 import datetime as dt
 import email
+import email.policy
 import json
 import os
 import socket
@@ -187,11 +188,18 @@ class Inbox:
         self.messages = []
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802  (aiosmtpd's hook name)
-        self.messages.append((envelope.rcpt_tos, email.message_from_bytes(envelope.content)))
+        # read as a mail client does: a long subject folded onto a continuation line is one line again
+        self.messages.append((envelope.rcpt_tos, email.message_from_bytes(envelope.content,
+                                                                          policy=email.policy.default)))
         return "250 OK"
 
     def ours(self, prefix: str = "[ecommerce-dw]") -> list:
-        return [m for _, m in self.messages if m["Subject"].startswith(prefix)]
+        return [m for _, m in self.messages if m["Subject"].strip().startswith(prefix)]
+
+    def alerted(self, text: str) -> bool:
+        """Whether one of our messages names ``text`` in its subject or body (alerts raised together arrive
+        as one message listing each)."""
+        return any(text in m["Subject"] or text in m.get_content() for m in self.ours())
 
 
 @contextlib.contextmanager

@@ -146,15 +146,14 @@ def test_a_file_without_a_required_column_is_rejected_moved_and_alerted(hostile)
     assert not tx[16].exists() and (rejected / "tx_20101201_16.csv").exists()
     note = json.loads((rejected / "tx_20101201_16.csv.reason.json").read_text())
     assert "UnitPrice" in note["reason"]
-    subjects = [m["Subject"] for m in hostile["inbox"].ours()]
-    assert any("tx_20101201_16 rejected" in s for s in subjects), subjects
+    assert hostile["inbox"].alerted("transaction feed tx_20101201_16 rejected"), hostile["inbox"].messages
 
 
 def test_a_file_that_disagrees_with_the_manifest_is_rejected_naming_both_counts(hostile):
     a = audit(hostile["stack"], "tx_20101201_20")
     assert a["status"] == "REJECTED"
     assert "lists 0 lines" in a["reason"] and "has 1" in a["reason"]
-    assert any("tx_20101201_20 rejected" in m["Subject"] for m in hostile["inbox"].ours())
+    assert hostile["inbox"].alerted("transaction feed tx_20101201_20 rejected"), hostile["inbox"].messages
 
 
 def test_bad_master_rows_are_quarantined_and_the_rest_applied(hostile):

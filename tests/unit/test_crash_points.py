@@ -48,6 +48,14 @@ def test_a_point_without_a_family_counts_every_hit_of_the_process(monkeypatch, e
     assert exits == [crash.EXIT_CODE]
 
 
+def test_no_point_fires_without_the_setting(monkeypatch, exits):
+    monkeypatch.setattr(crash, "_target", crash._parse(""))
+    with crash.task("FactSales"):
+        for name in crash.POINTS:
+            crash.point(name)
+    assert exits == []
+
+
 def test_an_unknown_point_is_refused_naming_the_known_ones():
     with pytest.raises(ValueError, match="unknown crash point 'publish.nowhere'; known: publish.written"):
         crash._parse("publish.nowhere@FactSales:2")

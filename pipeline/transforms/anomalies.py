@@ -98,10 +98,10 @@ def window_stats(days: np.ndarray, values: dict[str, np.ndarray], score_days, ba
     return rows
 
 
-def _sorted_by_day(sales: pd.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    days = pd.to_datetime(sales["invoice_date"]).to_numpy(dtype="datetime64[D]")
-    order = days.argsort(kind="stable")
-    return days[order], {m: sales[m].to_numpy(dtype="float64")[order] for m in METRICS}
+def _day_arrays(sales: pd.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The invoice days (``datetime64[D]``) and one float array per metric, in the rows' order."""
+    return (pd.to_datetime(sales["invoice_date"]).to_numpy(dtype="datetime64[D]"),
+            {m: sales[m].to_numpy(dtype="float64") for m in METRICS})
 
 
 def store_baselines(sales: pd.DataFrame, dates: list[dt.date], baseline_days: int) -> pd.DataFrame:
@@ -111,7 +111,7 @@ def store_baselines(sales: pd.DataFrame, dates: list[dt.date], baseline_days: in
     ``sales``: ``invoice_date`` and one float column per metric, one row per sale line that is not a false
     positive (``store_sales`` selects them).
     """
-    days, values = _sorted_by_day(sales)
+    days, values = _day_arrays(sales.sort_values("invoice_date", kind="stable"))
     return pd.DataFrame(window_stats(days, values, sorted(dates), baseline_days),
                         columns=[f.name for f in STORE_BASELINE_SCHEMA.fields])
 
@@ -136,12 +136,9 @@ def _product_stats(dates: set[dt.date], baseline_days: int):
         parts = [b for b in batches if len(b)]
         if not parts:
             return
-        lines = pd.concat(parts, ignore_index=True)
-        lines = lines.assign(_day=pd.to_datetime(lines["invoice_date"]).to_numpy(dtype="datetime64[D]")) \
-            .sort_values(["stock_code", "_day"], kind="stable")
-        codes, days = lines["stock_code"].to_numpy(), lines["_day"].to_numpy(dtype="datetime64[D]")
-        history = ~lines["is_false_positive"].to_numpy(dtype=bool)
-        values = {m: lines[m].to_numpy(dtype="float64") for m in METRICS}
+        lines = pd.concat(parts, ignore_index=True).sort_values(["stock_code", "invoice_date"], kind="stable")
+        codes, history = lines["stock_code"].to_numpy(), ~lines["is_false_positive"].to_numpy(dtype=bool)
+        days, values = _day_arrays(lines)
         starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
         rows = []
         for lo, hi in zip(starts, [*starts[1:], len(codes)], strict=True):
@@ -170,12 +167,12 @@ def product_baselines(fact: DataFrame, dates: list[dt.date], false_positive_ids:
     sales = sales.join(F.broadcast(flagged_false), "line_id", "left") \
         .withColumn("is_false_positive", F.coalesce("is_false_positive", F.lit(False)))
     schema = StructType([StructField("stock_code", StringType()), *STORE_BASELINE_SCHEMA.fields])
-    scored_codes = sales.where(F.col("invoice_date").isin(list(dates))).select("stock_code").distinct()
-    stats = sales.join(scored_codes, "stock_code", "left_semi").select(
+    scored_lines = sales.where(F.col("invoice_date").isin(list(dates)))
+    stats = sales.join(scored_lines.select("stock_code").distinct(), "stock_code", "left_semi").select(
         "stock_code", "invoice_date", "is_false_positive", *[F.col(m).cast("double").alias(m) for m in METRICS]) \
         .repartition("stock_code").mapInPandas(_product_stats(set(dates), baseline_days), schema) \
         .withColumnRenamed("score_date", "invoice_date")
-    scored = _long(sales.where(F.col("invoice_date").isin(list(dates))).drop("is_false_positive"))
+    scored = _long(scored_lines.drop("is_false_positive"))
     return scored.join(stats, ["stock_code", "invoice_date", "metric"], "left")
 
 

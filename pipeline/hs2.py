@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
 from collections.abc import Iterator
 
 from pyhive import hive
 
 from pipeline import config
+
+log = logging.getLogger(__name__)
+WARMED_DATABASES = ("ecommerce_mart", "ecommerce_dw", "ecommerce_db")
 
 
 @contextlib.contextmanager
@@ -32,3 +37,27 @@ def query(sql: str, params: dict | None = None) -> list[tuple]:
 def url() -> str:
     cfg = config.hiveserver2()
     return f"hive://{cfg.host}:{cfg.port} (HiveServer2, auth={cfg.login('pipeline')['auth']})"
+
+
+def warm(cur: hive.Cursor, databases: tuple[str, ...] = WARMED_DATABASES) -> dict[str, float]:
+    """Count every table of ``databases`` once, so a freshly started server has compiled its query code, listed
+    each table's partitions and files and opened its metastore connection before the first analyst asks.
+    Returns the seconds each table took; a table that cannot be read is logged and skipped."""
+    took = {}
+    for database in databases:
+        try:
+            cur.execute(f"SHOW TABLES IN {database}")
+        except Exception:  # noqa: BLE001  (not created yet: nothing to warm)
+            log.info("warming: no database %s yet", database)
+            continue
+        for row in cur.fetchall():
+            table = f"{database}.{row[1]}"
+            t0 = time.monotonic()
+            try:
+                cur.execute(f"SELECT count(*) FROM {table}")
+                cur.fetchall()
+            except Exception as exc:  # noqa: BLE001  (a table being rewritten is read on first use instead)
+                log.warning("warming %s failed: %s", table, exc)
+                continue
+            took[table] = round(time.monotonic() - t0, 3)
+    return took

@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 
 import luigi.configuration
 
-from pipeline import config
+from pipeline import config, hs2
 from pipeline.runtime import query_guard
 from pipeline.spark import METASTORE_FILTER_CONF
 
@@ -287,7 +287,22 @@ class HiveServer2(Service):
         ms = urlparse(config.metastore().uri)
         if not port_open(ms.hostname, ms.port):
             raise ServiceError(f"hiveserver2 needs the metastore at {config.metastore().uri}; start it first")
+        fresh = self.pid() is None
         super().start()
+        if fresh:
+            self.warm()
+
+    def warm(self) -> None:
+        """Read every published table once (``hs2.warm``) before the server is reported started, so the first
+        dashboard page after a start or restart does not pay for the server's cold start."""
+        t0 = time.monotonic()
+        try:
+            with hs2.cursor(self.host, self.port) as cur:
+                took = hs2.warm(cur)
+        except Exception as exc:  # noqa: BLE001  (the server answers; its first queries are just slower)
+            log.warning("%s started but could not warm up: %s", self.name, exc)
+            return
+        log.info("%s warmed %d tables in %.1f s", self.name, len(took), time.monotonic() - t0)
 
 
 RETRY_KEYS = ("retry_delay", "retry_count", "disable_window", "disable_persist")

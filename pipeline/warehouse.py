@@ -23,7 +23,7 @@ import uuid
 from pyspark.sql import DataFrame, SparkSession
 
 from pipeline import config, fs
-from pipeline.io import catalog, crash
+from pipeline.io import catalog, crash, metastore_client
 
 log = logging.getLogger(__name__)
 
@@ -124,19 +124,20 @@ def forget_checks() -> None:
     _ensured.clear()
 
 
-def _check_table(spark: SparkSession, db: str, table: str, spec: dict) -> None:
+def _check_table(spark: SparkSession, db: str, table: str, spec: dict, data_columns: list[str],
+                 partition_columns: list[str]) -> None:
+    """Refuse a table partitioned otherwise than its spec; add the spec's columns it lacks (the catalog's
+    ``data_columns`` and ``partition_columns``)."""
     if (db, table) in _checked:
         return
     expected = [c.split()[0] for c in spec.get("partition", "").split(",") if c.strip()]
-    columns = spark.catalog.listColumns(f"{db}.{table}")
-    actual = [c.name for c in columns if c.isPartition]
-    if actual != expected:
+    if partition_columns != expected:
         raise SchemaMismatch(
-            f"{db}.{table} is partitioned by ({', '.join(actual) or 'nothing'}) but this version publishes it "
-            f"partitioned by ({', '.join(expected) or 'nothing'}). It is derived data: drop it "
+            f"{db}.{table} is partitioned by ({', '.join(partition_columns) or 'nothing'}) but this version "
+            f"publishes it partitioned by ({', '.join(expected) or 'nothing'}). It is derived data: drop it "
             f"(DROP TABLE {db}.{table}) and remove its markers under <warehouse>/_markers to rebuild it, or start "
             "from a clean state dir (make clean)")
-    present = {c.name.lower() for c in columns}
+    present = {c.lower() for c in data_columns + partition_columns}
     added = [c for c in re.split(r"\s*,\s*(?![^()]*\))", " ".join(spec["columns"].split()))
              if c and c.split()[0].lower() not in present]
     if added:
@@ -168,9 +169,13 @@ def ensure_schema(spark: SparkSession, db: str = DB) -> None:
     if existing is None:
         spark.sql(f"CREATE DATABASE IF NOT EXISTS {db} LOCATION '{db_location(db)}'")
         existing = set()
+    columns = metastore_client.table_columns(db, [t for t in SCHEMAS[db] if t in existing
+                                                  and (db, t) not in _checked])
     for table, spec in SCHEMAS[db].items():
-        if table in existing:
-            _check_table(spark, db, table, spec)
+        if (db, table) in _checked and table in existing:
+            continue
+        if table in columns:
+            _check_table(spark, db, table, spec, *columns[table])
             continue
         partition = f"PARTITIONED BY ({spec['partition']})" if "partition" in spec else ""
         root = table_root(f"{db}.{table}")

@@ -19,7 +19,6 @@ Dates before 1582-10-15 and timestamps before 1900 are not supported (Spark woul
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import datetime as dt
 import functools
@@ -29,26 +28,21 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterator
 from decimal import ROUND_HALF_UP, Decimal
 from urllib.parse import urlparse
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from hmsclient.genthrift.hive_metastore import ThriftHiveMetastore
 from hmsclient.genthrift.hive_metastore.ttypes import MetaException, NoSuchObjectException, Partition
-from thrift.protocol import TBinaryProtocol
-from thrift.transport import TSocket, TTransport
 
 from pipeline import config, fs
 from pipeline import warehouse as wh
 from pipeline.io import crash
-from pipeline.spark import MetastoreUnavailable
+from pipeline.io.metastore_client import metastore
 
 log = logging.getLogger(__name__)
 
-CALL_TIMEOUT_S = 60.0
 HIVE_NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 HIVE_TYPES = {
     "string": pa.string(), "varchar": pa.string(), "char": pa.string(),
@@ -177,33 +171,6 @@ def versions_to_remove(ages_s: dict[str, float], keep: set[str], retention_s: fl
 
 
 # ------------------------------------------------------------------------------------------------------ I/O
-
-
-@contextlib.contextmanager
-def metastore() -> Iterator[ThriftHiveMetastore.Client]:
-    """A connection to the configured Hive metastore (``[metastore] uri``) for the calls of one block;
-    ``MetastoreUnavailable`` when it cannot be reached or drops the connection."""
-    config.load_profile()
-    cfg = config.metastore()
-    parsed = urlparse(cfg.uri)
-    if parsed.scheme != "thrift" or not parsed.hostname or not parsed.port:
-        raise MetastoreUnavailable(f"metastore URI {cfg.uri!r} is not of the form thrift://host:port")
-    sock = TSocket.TSocket(parsed.hostname, parsed.port)
-    sock.setTimeout(cfg.connect_timeout_s * 1000)
-    transport = TTransport.TBufferedTransport(sock)
-    try:
-        transport.open()
-    except TTransport.TTransportException as exc:
-        raise MetastoreUnavailable(
-            f"Hive metastore at {cfg.uri} is not reachable ({exc}). Start it with `python -m pipeline services "
-            "start` (or fix [metastore] uri in luigi.cfg)") from None
-    sock.setTimeout(CALL_TIMEOUT_S * 1000)
-    try:
-        yield ThriftHiveMetastore.Client(TBinaryProtocol.TBinaryProtocol(transport))
-    except (TTransport.TTransportException, ConnectionError, TimeoutError) as exc:
-        raise MetastoreUnavailable(f"Hive metastore at {cfg.uri} stopped answering ({exc})") from None
-    finally:
-        transport.close()
 
 
 def _get_table(ms, table: str):

@@ -82,6 +82,10 @@ class spark(luigi.Config):
     shuffle_partitions = luigi.IntParameter(default=4)
     session_time_zone = luigi.Parameter(default="UTC")
     driver_host = luigi.Parameter(default="127.0.0.1")
+    class_archive = luigi.BoolParameter(default=True, description="drivers map a class-data-sharing archive of "
+                                        "Spark's classes (pipeline.class_archive): faster JVM starts")
+    class_archive_dir = luigi.Parameter(default="", description="where the archive is kept ('' = "
+                                        "$XDG_CACHE_HOME/ecommerce-dw or ~/.cache/ecommerce-dw)")
 
 
 class metastore(luigi.Config):

@@ -20,7 +20,7 @@ import luigi.configuration
 
 from pipeline import config, hs2
 from pipeline.runtime import query_guard
-from pipeline.spark import METASTORE_FILTER_CONF
+from pipeline.spark import METASTORE_FILTER_CONF, archive_options
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +259,7 @@ class HiveServer2(Service):
         log_dir = self.state_dir / "logs"
         env = dict(os.environ, SPARK_HOME=str(home), PYSPARK_PYTHON=sys.executable, SPARK_LOCAL_IP=self.host)
         env.pop("SPARK_CONF_DIR", None)
-        opts = _java_log_opts(self.name, log_dir)
+        opts = f"{_java_log_opts(self.name, log_dir)} {archive_options()}".strip()
         argv = [
             str(home / "bin" / "spark-submit"),
             "--master", "local[2]",

@@ -6,11 +6,12 @@ import logging
 import os
 import socket
 import sys
+from pathlib import Path
 from urllib.parse import urlparse
 
 from pyspark.sql import SparkSession
 
-from pipeline import config
+from pipeline import class_archive, config
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,23 @@ def spark_log_config() -> str:
     return str(config.PROJECT_ROOT / "conf" / "log4j2.properties")
 
 
-def get_spark(app_name: str = "ecommerce-pipeline") -> SparkSession:
-    """Return this process's SparkSession, creating it on first use (fails fast without a metastore)."""
+def archive_options() -> str:
+    """A Spark driver's JVM options that map this machine's class archive (``pipeline.class_archive``), '' when
+    ``[spark] class_archive`` is off or the archive is not ready yet (its trainer is then started)."""
+    sp = config.spark()
+    if not sp.class_archive:
+        return ""
+    path = class_archive.archive_path(Path(sp.class_archive_dir) if sp.class_archive_dir
+                                      else class_archive.default_dir())
+    options = class_archive.java_options(path)
+    if not options:
+        class_archive.start_trainer(path)
+    return options
+
+
+def get_spark(app_name: str = "ecommerce-pipeline", archive_opts: str | None = None) -> SparkSession:
+    """Return this process's SparkSession, creating it on first use (fails fast without a metastore).
+    ``archive_opts``: the driver's class-archive options instead of ``archive_options()``."""
     global _session
     if _session is not None and _session._jsc is not None and not _session._jsc.sc().isStopped():
         return _session
@@ -63,6 +79,7 @@ def get_spark(app_name: str = "ecommerce-pipeline") -> SparkSession:
     log_dir = config.state().path / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     java_opts = f"-Dlog4j2.configurationFile={spark_log_config()} -Decom.log.dir={log_dir}"
+    driver_opts = f"{java_opts} {archive_options() if archive_opts is None else archive_opts}".strip()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", sp.driver_host)
     builder = (
@@ -76,7 +93,7 @@ def get_spark(app_name: str = "ecommerce-pipeline") -> SparkSession:
         .config("spark.sql.session.timeZone", sp.session_time_zone)
         .config("spark.sql.shuffle.partitions", str(sp.shuffle_partitions))
         .config("spark.driver.memory", sp.driver_memory)
-        .config("spark.driver.extraJavaOptions", java_opts)
+        .config("spark.driver.extraJavaOptions", driver_opts)
         .config("spark.executor.extraJavaOptions", java_opts)
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")

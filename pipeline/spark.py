@@ -63,7 +63,10 @@ def archive_options() -> str:
                                       else class_archive.default_dir())
     options = class_archive.java_options(path)
     if not options:
-        class_archive.start_trainer(path)
+        try:
+            class_archive.start_trainer(path)
+        except OSError as exc:  # a read-only cache dir: drivers start as they would without an archive
+            log.warning("no Spark class archive (%s): %s", path.parent, exc)
     return options
 
 

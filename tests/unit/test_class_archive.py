@@ -48,3 +48,12 @@ def test_a_stale_trainer_lock_is_taken_over(tmp_path, monkeypatch):
     assert class_archive.start_trainer(path) is True
     assert started and started[0][-1] == str(path)
     assert lock.stat().st_mtime > old
+
+
+def test_a_cache_dir_that_cannot_be_written_leaves_drivers_without_an_archive(tmp_path, luigi_config):
+    from pipeline import spark
+
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    luigi_config("spark", "class_archive_dir", str(blocked / "cache"))  # a directory under a file
+    assert spark.archive_options() == ""

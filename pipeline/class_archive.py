@@ -1,12 +1,13 @@
 """A dynamic class-data-sharing archive (AppCDS) of the Spark driver's classes, so a Spark JVM starts faster.
 
-A Spark driver loads about 10,000 classes from some 300 jars each time it starts. The first session on a
+A Spark driver loads thousands of classes from PySpark's 279 jars each time it starts. The first session on a
 machine, when the archive is missing, starts a trainer in the background (``python -m pipeline.class_archive
 PATH``): it opens a session like the pipeline's, reads the catalog, writes and reads a Parquet file, and its
 JVM writes the classes it loaded at exit (``-XX:ArchiveClassesAtExit``) to a temporary file, renamed into
 place only when complete. Later drivers, the pipeline's and HiveServer2's, map it (``-XX:SharedArchiveFile``).
 
-The archive is keyed by the JVM and the jars it was made from, and kept per machine under ``[spark]
+The archive is keyed by the JVM and the jars it was made from (their directory, names and sizes: a JVM
+uses an archive only with the class path it was made with), and kept per machine under ``[spark]
 class_archive_dir``. An archive the JVM cannot use (another JDK, a changed class path) is ignored silently
 (``-Xshare:auto``); a trainer that dies leaves no archive, and the next session starts another.
 """
@@ -40,7 +41,7 @@ def archive_path(directory: Path) -> Path:
 
     jars_dir = Path(pyspark.__file__).resolve().parent / "jars"
     java = shutil.which("java") or ""
-    digest = hashlib.sha256(os.path.realpath(java).encode())
+    digest = hashlib.sha256(f"{os.path.realpath(java)}|{jars_dir}".encode())  # the JVM checks the class path
     for jar in sorted(jars_dir.glob("*.jar")):
         digest.update(f"{jar.name}:{jar.stat().st_size}".encode())
     return directory / f"spark-driver-{digest.hexdigest()[:16]}.jsa"

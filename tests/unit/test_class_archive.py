@@ -2,6 +2,7 @@
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +58,15 @@ def test_a_cache_dir_that_cannot_be_written_leaves_drivers_without_an_archive(tm
     blocked.write_text("")
     luigi_config("spark", "class_archive_dir", str(blocked / "cache"))  # a directory under a file
     assert spark.archive_options() == ""
+
+
+def test_another_installation_of_spark_gets_its_own_archive(tmp_path, monkeypatch):
+    import pyspark
+
+    here = class_archive.archive_path(tmp_path)
+    elsewhere = tmp_path / "venv" / "pyspark"
+    (elsewhere / "jars").mkdir(parents=True)
+    for jar in (Path(pyspark.__file__).resolve().parent / "jars").glob("*.jar"):
+        (elsewhere / "jars" / jar.name).symlink_to(jar)
+    monkeypatch.setattr(pyspark, "__file__", str(elsewhere / "__init__.py"))
+    assert class_archive.archive_path(tmp_path) != here

@@ -1,6 +1,6 @@
 """A dynamic class-data-sharing archive (AppCDS) of the Spark driver's classes, so a Spark JVM starts faster.
 
-A Spark driver loads thousands of classes from PySpark's 279 jars each time it starts. The first session on a
+A Spark driver loads about 16,000 classes from PySpark's 279 jars each time it starts. The first session on a
 machine, when the archive is missing, starts a trainer in the background (``python -m pipeline.class_archive
 PATH``): it opens a session like the pipeline's, reads the catalog, writes and reads a Parquet file, and its
 JVM writes the classes it loaded at exit (``-XX:ArchiveClassesAtExit``) to a temporary file, renamed into

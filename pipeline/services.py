@@ -334,9 +334,8 @@ class Luigid(Service):
             f"db_connection = {self.history_url}\n"
         )
         env = dict(os.environ, LUIGI_CONFIG_PATH=str(cfg))
-        luigid = Path(sys.executable).with_name("luigid")
-        argv = [str(luigid), "--address", self.host, "--port", str(self.port),
-                "--logdir", str(self.state_dir / "logs")]
+        argv = [sys.executable, "-m", "pipeline.runtime.scheduler_server", "--address", self.host,
+                "--port", str(self.port), "--logdir", str(self.state_dir / "logs")]
         return argv, env, config.PROJECT_ROOT
 
     @property

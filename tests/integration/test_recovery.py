@@ -57,9 +57,9 @@ def luigid(tmp_path):
     cfg = tmp_path / "luigi.cfg"
     cfg.write_text("[scheduler]\nworker_disconnect_delay = 60\nretry_delay = 60\nrecord_task_history = false\n"
                    f"state_path = {tmp_path / 'state.pickle'}\n[resources]\necommerce_db_writer = 1\n")
-    luigid_bin = Path(sys.executable).with_name("luigid")
     with open(tmp_path / "luigid.log", "w") as err:
-        proc = subprocess.Popen([str(luigid_bin), "--port", str(PORT), "--address", "127.0.0.1"], cwd=tmp_path,
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline.runtime.scheduler_server", "--port", str(PORT),
+                                 "--address", "127.0.0.1"], cwd=tmp_path,
                                 env=_env(cfg), stdout=subprocess.DEVNULL, stderr=err)
     try:
         _wait(_answers, 20, "luigid to answer")

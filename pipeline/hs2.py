@@ -44,12 +44,13 @@ def warm(cur: hive.Cursor, databases: tuple[str, ...] = WARMED_DATABASES) -> dic
     each table's partitions and files and opened its metastore connection before the first analyst asks.
     Returns the seconds each table took; a table that cannot be read is logged and skipped."""
     took = {}
+    cur.execute("SHOW DATABASES")
+    present = {row[0] for row in cur.fetchall()}
     for database in databases:
-        try:
-            cur.execute(f"SHOW TABLES IN {database}")
-        except Exception:  # noqa: BLE001  (not created yet: nothing to warm)
+        if database not in present:
             log.info("warming: no database %s yet", database)
             continue
+        cur.execute(f"SHOW TABLES IN {database}")
         for row in cur.fetchall():
             table = f"{database}.{row[1]}"
             t0 = time.monotonic()

@@ -86,6 +86,10 @@ class spark(luigi.Config):
                                         "Spark's classes (pipeline.class_archive): faster JVM starts")
     class_archive_dir = luigi.Parameter(default="", description="where the archive is kept ('' = "
                                         "$XDG_CACHE_HOME/ecommerce-dw or ~/.cache/ecommerce-dw)")
+    driver_java_options = luigi.Parameter(
+        default="-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+        description="JVM options of the Spark driver: a driver runs short tasks of small queries, where the "
+                    "quick JIT compiler alone and the serial collector leave the CPUs to the work")
 
 
 class metastore(luigi.Config):

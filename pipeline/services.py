@@ -305,13 +305,13 @@ class HiveServer2(Service):
         log.info("%s warmed %d tables in %.1f s", self.name, len(took), time.monotonic() - t0)
 
 
-RETRY_KEYS = ("retry_delay", "retry_count", "disable_window", "disable_persist")
+SCHEDULER_KEYS = ("retry_delay", "retry_count", "disable_window", "disable_persist", "stable_done_cooldown_secs")
 
 
-def retry_settings() -> dict[str, str]:
-    """luigid's retry policy from the ``[scheduler]`` section of the pipeline's configuration."""
+def scheduler_settings() -> dict[str, str]:
+    """luigid's retry policy and done cooldown from the ``[scheduler]`` section of the pipeline's configuration."""
     cfg = luigi.configuration.get_config()
-    return {key: cfg.get("scheduler", key) for key in RETRY_KEYS if cfg.has_option("scheduler", key)}
+    return {key: cfg.get("scheduler", key) for key in SCHEDULER_KEYS if cfg.has_option("scheduler", key)}
 
 
 class Luigid(Service):
@@ -328,7 +328,7 @@ class Luigid(Service):
             "[scheduler]\nrecord_task_history = true\n"
             "metrics_collector = prometheus\n"
             "prune_on_get_work = true\n"
-            + "".join(f"{key} = {value}\n" for key, value in retry_settings().items())
+            + "".join(f"{key} = {value}\n" for key, value in scheduler_settings().items())
             + f"state_path = {run_dir / 'luigid-state.pickle'}\n"
             "[task_history]\n"
             f"db_connection = {self.history_url}\n"

@@ -82,7 +82,8 @@ def get_spark(app_name: str = "ecommerce-pipeline", archive_opts: str | None = N
     log_dir = config.state().path / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     java_opts = f"-Dlog4j2.configurationFile={spark_log_config()} -Decom.log.dir={log_dir}"
-    driver_opts = f"{java_opts} {archive_options() if archive_opts is None else archive_opts}".strip()
+    archive = archive_options() if archive_opts is None else archive_opts
+    driver_opts = " ".join(o for o in (java_opts, sp.driver_java_options, archive) if o)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", sp.driver_host)
     builder = (

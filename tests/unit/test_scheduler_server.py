@@ -1,9 +1,11 @@
 """luigid's scheduler (the real ``luigi.scheduler.Scheduler``, in process) with the correction of
-``pipeline.runtime.scheduler_server``: a batch that runs again under the same id can be marked done."""
+``pipeline.runtime.scheduler_server``: a batch that runs again under the same id can be marked done, and a
+task marked done a moment ago can be claimed again."""
 
 import pytest
 from luigi import scheduler
 
+from pipeline import services
 from pipeline.runtime import scheduler_server
 
 BATCH = "TransactionBatch_2010_12_02_4_8_12_16_20_dd44917d82"
@@ -46,3 +48,29 @@ def test_luigi_alone_leaves_that_batch_running_by_the_first_worker(sched):
     state = sched.task_list("", "")
     assert state[BATCH]["status"] == scheduler.RUNNING
     assert state[BATCH]["worker_running"] == "first-worker"
+
+
+def _rebuild_right_after_done(sched: scheduler.Scheduler) -> dict:
+    """A task built and marked DONE, then (its date invalidated) claimed PENDING by the next run's worker at once."""
+    task = "MartsReady_2010_12_13"
+    sched.add_task(worker="first-run", task_id=task, family="MartsReady", status=scheduler.PENDING)
+    assert sched.get_work(worker="first-run")["task_id"] == task
+    sched.add_task(worker="first-run", task_id=task, status=scheduler.DONE)
+    sched.add_task(worker="rebuild", task_id=task, family="MartsReady", status=scheduler.PENDING)
+    return sched.get_work(worker="rebuild")
+
+
+def test_with_the_configured_cooldown_a_task_done_a_moment_ago_is_built_again(tmp_path):
+    settings = services.scheduler_settings()
+    assert settings["stable_done_cooldown_secs"] == "0"
+    sched = scheduler.Scheduler(state_path=str(tmp_path / "state.pickle"), record_task_history=False,
+                                stable_done_cooldown_secs=int(settings["stable_done_cooldown_secs"]))
+    assert _rebuild_right_after_done(sched)["task_id"] == "MartsReady_2010_12_13"
+
+
+def test_with_luigis_default_cooldown_that_claim_is_ignored(tmp_path):
+    """Why the cooldown is configured: luigi's default (10 s) drops the claim and the rebuild never runs."""
+    sched = scheduler.Scheduler(state_path=str(tmp_path / "state.pickle"), record_task_history=False,
+                                stable_done_cooldown_secs=10)
+    work = _rebuild_right_after_done(sched)
+    assert work["task_id"] is None and work["n_pending_tasks"] == 0

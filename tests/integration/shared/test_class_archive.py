@@ -1,4 +1,5 @@
-"""The Spark drivers' class archive: trained in a process of its own, mapped by the next driver."""
+"""The Spark drivers' class archive: trained in a process of its own, mapped by the next driver (with the
+driver's configured JVM options)."""
 
 import subprocess
 import sys
@@ -24,6 +25,8 @@ def test_a_trained_archive_is_complete_and_the_next_driver_loads_classes_from_it
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert driver.returncode == 0, driver.stderr[-3000:]
     assert "DATABASES" in driver.stdout
+    jvm_options = next(line for line in driver.stdout.splitlines() if line.startswith("JVM_OPTIONS")).split()
+    assert {"-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"} <= set(jvm_options)  # [spark] driver_java_options
     lines = class_log.read_text().splitlines()
     from_archive = [line for line in lines if "source: shared objects file (top)" in line]
     assert len(from_archive) > 1000, f"{len(from_archive)} of {len(lines)} classes came from the archive"

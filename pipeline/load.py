@@ -11,13 +11,15 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
+import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pipeline import config, fs
 from pipeline import warehouse as wh
-from pipeline.io import crash
+from pipeline.io import arrow_tables, crash
 from pipeline.runtime import clock
 from pipeline.transforms import masters, records, transactions
 
@@ -69,7 +71,15 @@ def _now() -> dt.datetime:
     return clock.now()
 
 
-def audit_rows(spark: SparkSession, batches: list[Batch], counts: dict[str, dict], started_at, status="LOADED"):
+AUDIT = "ecommerce_db.batch_audit"
+
+
+def audit_frame(rows: list[tuple]) -> pd.DataFrame:
+    """``batch_audit`` rows given as tuples in the table's column order."""
+    return pd.DataFrame(rows, columns=arrow_tables.schemas(AUDIT)[0].names)
+
+
+def audit_rows(batches: list[Batch], counts: dict[str, dict], started_at, status="LOADED") -> pd.DataFrame:
     """``batch_audit`` rows of ``batches`` from their counts; a count's ``status``, ``encoding``,
     ``extra_columns`` and ``reason`` are taken when present."""
     finished = _now()
@@ -81,17 +91,25 @@ def audit_rows(spark: SparkSession, batches: list[Batch], counts: dict[str, dict
                      int(c.get("rows_quarantined") or 0), int(c.get("rows_duplicate") or 0),
                      int(c.get("rows_released") or 0), c.get("status") or status, started_at, finished,
                      c.get("encoding"), c.get("extra_columns"), c.get("reason")))
-    return spark.createDataFrame(rows, wh.read(spark, "batch_audit").schema)
+    return audit_frame(rows)
 
 
-def upsert_audit(spark: SparkSession, new_rows: DataFrame, only_if_changed: bool = False) -> None:
+def upsert_audit(spark: SparkSession, new_rows: pd.DataFrame, only_if_changed: bool = False) -> None:
     """Replace the audit rows of the batches in ``new_rows``. With ``only_if_changed`` nothing is written
-    when those rows are already there (a rerun that recomputes the same counts)."""
-    existing = wh.read(spark, "batch_audit")
-    if only_if_changed and new_rows.exceptAll(existing).isEmpty():
+    when those rows are already there (a rerun that recomputes the same counts).
+
+    The table holds a few rows per batch: it is rewritten from its Parquet files (``io.arrow_tables``, the same
+    publication steps as ``warehouse.replace_table``) instead of by a Spark job, and this session's view of it
+    is refreshed."""
+    schema = arrow_tables.schemas(AUDIT)[0]
+    new = arrow_tables.to_arrow(new_rows, schema).sort_by("batch_id")
+    existing = arrow_tables.read_arrow(AUDIT)
+    replaced = pc.is_in(existing["batch_id"], value_set=new["batch_id"])
+    if only_if_changed and existing.filter(replaced).sort_by("batch_id").equals(new):
         return
-    merged = existing.join(new_rows.select("batch_id"), "batch_id", "left_anti").unionByName(new_rows)
-    wh.replace_table(spark, merged.coalesce(1), "batch_audit")
+    kept = existing.filter(pc.invert(replaced))
+    arrow_tables.replace_table(pa.concat_tables([kept, new]), AUDIT)
+    spark.catalog.refreshTable(AUDIT)
 
 
 def applied_snapshots(spark: SparkSession, feed: str) -> dict[dt.date, dict]:
@@ -288,7 +306,7 @@ def load_transaction_batches(spark: SparkSession, batches: list[Batch]) -> dict[
                                                F.lit(started))
         wh.replace_table(spark, merged.coalesce(1), "transactions_quarantine")
     crash.point("ingest.quarantine_published")
-    upsert_audit(spark, audit_rows(spark, batches, counts, started))
+    upsert_audit(spark, audit_rows(batches, counts, started))
     for f in landed:
         if f.rejected and not f.moved:
             counts[f.batch.batch_id]["rejected_to"] = move_rejected(f)
@@ -301,7 +319,7 @@ def load_transaction_batches(spark: SparkSession, batches: list[Batch]) -> dict[
 def record_missing_batch(spark: SparkSession, batch: Batch) -> None:
     """Record a transaction batch whose file never landed: an audit row with status MISSING and no rows."""
     now = _now()
-    upsert_audit(spark, audit_rows(spark, [batch], {}, now, status="MISSING"), only_if_changed=False)
+    upsert_audit(spark, audit_rows([batch], {}, now, status="MISSING"), only_if_changed=False)
 
 
 def read_snapshot_rows(spark: SparkSession, batches: list[Batch], columns: list[str]) -> tuple[DataFrame, dict]:
@@ -383,7 +401,7 @@ def _audit_snapshots(spark: SparkSession, feed: str, batches: list[Batch]) -> di
                      int(c["rows_loaded"]), int(c["rows_quarantined"]), int(c["rows_duplicate"]), 0, "LOADED",
                      dt.datetime.fromisoformat(c["started_at"]), dt.datetime.fromisoformat(c["finished_at"]),
                      c.get("encoding"), c.get("extra_columns"), None))
-    upsert_audit(spark, spark.createDataFrame(rows, wh.read(spark, "batch_audit").schema), only_if_changed=True)
+    upsert_audit(spark, audit_frame(rows), only_if_changed=True)
     return {b.batch_id: {k: v for k, v in applied[b.window_start.date()].items() if k.startswith("rows_")}
             for b in done}
 
@@ -456,7 +474,7 @@ def refresh_audit_counts(spark: SparkSession, batch_ids: list[str]) -> None:
     counted = ("rows_loaded", "rows_quarantined", "rows_released")
     changed = (audit.drop(*counted).join(raw, "batch_id", "left").join(open_lines, "batch_id", "left")
                .fillna(0, list(counted)).select(*audit.columns))
-    upsert_audit(spark, changed, only_if_changed=True)
+    upsert_audit(spark, changed.toPandas(), only_if_changed=True)
 
 
 def retry_quarantine(spark: SparkSession, retry_date: dt.date) -> dict[str, int]:

@@ -272,10 +272,21 @@ def _batches_of(spark, touched: dict[dt.date, list[str]]) -> DataFrame:
                                  "day DATE, batch_id STRING")
 
 
-def failing_rows(spark, check: dict, days: list[dt.date], touched: dict[dt.date, list[str]]) -> DataFrame:
+def reconciled(spark, days: list[dt.date]) -> dict[dt.date, dict[str, dict]]:
+    """Each date's reconciliation (``dw.reconciliation``): check -> expected, actual, passed."""
+    out: dict[dt.date, dict[str, dict]] = {day: {} for day in days}
+    for r in reconciliation(spark, days).collect():
+        out.setdefault(r.invoice_date, {})[r.check] = {"expected": r.expected, "actual": r.actual,
+                                                       "passed": r.passed}
+    return out
+
+
+def failing_rows(spark, check: dict, days: list[dt.date], touched: dict[dt.date, list[str]],
+                 reconciliation_of: dict[dt.date, dict[str, dict]] | None = None) -> DataFrame:
     """The failing rows of one check for the run dates (``day, failing_key``), through the check type's
     transform; a table-wide check is evaluated once, with a NULL ``day``. ``touched``: the batches each
-    date's ingestion wrote (``batches_touched``)."""
+    date's ingestion wrote (``batches_touched``); ``reconciliation_of``: the dates' ``reconciled`` checks,
+    when already computed."""
     from pipeline.transforms import dq as checks
 
     date_column = check.get("date_column", "invoice_date")
@@ -294,9 +305,10 @@ def failing_rows(spark, check: dict, days: list[dt.date], touched: dict[dt.date,
             .groupBy(F.col(date_column).alias("date")).agg(F.count(F.lit(1)).alias("rows"))
         return checks.volume(counts, days, check["weeks"], check["low"], check["high"])
     if kind == "reconciliation":
-        return reconciliation(spark, days).where(~F.col("passed")).select(
-            F.col("invoice_date").alias("day"),
-            F.concat_ws(" ", "check", F.lit("expected"), "expected", F.lit("got"), "actual").alias("failing_key"))
+        checked = reconciliation_of if reconciliation_of is not None else reconciled(spark, days)
+        return spark.createDataFrame([(day, f"{name} expected {c['expected']} got {c['actual']}")
+                                      for day, by_check in checked.items() for name, c in by_check.items()
+                                      if not c["passed"]], "day DATE, failing_key STRING")
     if kind in ("batch_encoding", "batch_rows", "batch_received"):
         if kind == "batch_encoding":
             touched = {day: [*batches, f"products_{day:%Y%m%d}", f"countries_{day:%Y%m%d}"]
@@ -437,7 +449,8 @@ class DataQualityChecks(_DailyTable):
             now = clock.now()
             run_ids = {day: f"{day}@{now:%Y%m%dT%H%M%S}" for day in chunk}
             touched = batches_touched(spark, chunk)
-            summaries = [failing_rows(spark, check, chunk, touched).groupBy("day").agg(
+            checked = reconciled(spark, chunk) if any(c["type"] == "reconciliation" for c in checks) else {}
+            summaries = [failing_rows(spark, check, chunk, touched, checked).groupBy("day").agg(
                 F.count(F.lit(1)).alias("failing"),
                 F.slice(F.collect_list(F.col("failing_key").cast("string")), 1, cfg.sample_size).alias("sample"),
             ).select(F.col("day").cast("string").alias("day"), F.lit(i).alias("check"), "failing", "sample")
@@ -459,14 +472,15 @@ class DataQualityChecks(_DailyTable):
                                   "invoice_date", [str(d) for d in chunk])
             crash.point("dq.results_published")
             for day in chunk:
-                error = self._verdict(spark, day, run_ids[day], results[day])
+                error = self._verdict(spark, day, run_ids[day], results[day], checked.get(day))
                 if error:
                     errors[day] = error
         return errors
 
-    def _verdict(self, spark, day: dt.date, run_id: str, results: list[tuple]) -> str:
+    def _verdict(self, spark, day: dt.date, run_id: str, results: list[tuple],
+                 reconciliation_checks: dict[str, dict] | None) -> str:
         """Log and alert the date's failed checks; write its marker unless an error-severity check failed
-        (then say what failed)."""
+        (then say what failed). The marker keeps the date's reconciliation, for ``MartsReady``."""
         failed = [r for r in results if r[5] == "FAIL"]
         for r in failed:
             log.warning("data quality %s %s on %s: %d failing rows, e.g. %s", r[4], r[1], r[3], r[6], r[7])
@@ -478,5 +492,5 @@ class DataQualityChecks(_DailyTable):
             return f"{day}: error-severity checks failed: " + "; ".join(failed_errors)
         write_marker(self.clone(date=day).output(), {
             "date": day, "revision": self.revision, "run_id": run_id, "passed": len(results) - len(failed),
-            "warned": len(failed)})
+            "warned": len(failed), **({"reconciliation": reconciliation_checks} if reconciliation_checks else {})})
         return ""

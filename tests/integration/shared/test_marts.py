@@ -141,9 +141,16 @@ def test_cohort_retention_has_one_cohort_fully_active_per_run_date(marts):
 
 
 def test_marts_ready_records_both_days_after_reconciling_them(marts):
+    source = expected_by_day()
     rows = hs2.query("SELECT invoice_date, marts FROM ecommerce_mart.marts_ready ORDER BY invoice_date")
     assert [str(r[0]) for r in rows] == [str(d) for d in DAYS]
     assert all("MartCustomerPurchaseHistory" in r[1] and "MartCustomerRfm" in r[1] for r in rows)
     for day in DAYS:
         checks = json.loads(marker_path(marts, "mart", "marts_ready", f"{day}.json").read_text())["reconciliation"]
         assert len(checks) == 8 and all(checks.values()), checks
+        # reconciled once, by the date's data-quality run, whose marker keeps every check's figures
+        checked = json.loads(marker_path(marts, "mart", "dq_results", f"{day}.json").read_text())["reconciliation"]
+        assert {name: c["passed"] for name, c in checked.items()} == checks
+        assert checked["fact_orphans_customer_key"] == {"expected": "0", "actual": "0", "passed": True}
+        lines = str(source[day]["lines"])
+        assert checked["fact_lines"] == {"expected": lines, "actual": lines, "passed": True}

@@ -4,7 +4,7 @@
 
 On a fresh stack (bench ports): ingest the range and publish every mart (``IngestBackfill``,
 ``MartsBackfill``) and run the SLA monitor once. Then time every page, until Streamlit has finished running it
-(``bench.browser``), three ways in one app: "cold", the first open after HiveServer2 (restarted for it) and
+(``dashboard.browser``), three ways in one app: "cold", the first open after HiveServer2 (restarted for it) and
 the app started (new sessions list each table's partitions once); "uncached", an open right after "Refresh
 data" emptied the query cache; "cached", ``--loads`` later opens within the cache's TTL (median). Last line:
 one JSON summary.
@@ -24,9 +24,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench.browser import act, open_url
 from bench.stack import ROOT, BenchFailure, Stack, bench_stack, restart_service, run_task
 from dashboard import auth
+from dashboard.browser import act, open_url
 
 CHROMIUM = "/usr/bin/chromium"
 PAGES = ("Overview", "Geography", "Products", "Customers", "Anomalies", "Pipeline and SLA")

@@ -19,8 +19,8 @@ import time
 
 import pytest
 
-from bench import browser as browsing
 from dashboard import auth
+from dashboard import browser as browsing
 from pipeline import config
 from tests.integration.conftest import free_port, streamlit_app
 

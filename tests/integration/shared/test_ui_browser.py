@@ -13,8 +13,8 @@ from decimal import Decimal
 
 import pytest
 
-from bench import browser as browsing
 from dashboard import auth
+from dashboard import browser as browsing
 from pipeline import hs2
 from tests.integration.conftest import ROOT, streamlit_app
 

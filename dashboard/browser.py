@@ -1,4 +1,5 @@
-"""Knowing when Streamlit has finished a page in a real browser (Playwright), for the benchmark and the tests.
+"""Knowing when Streamlit has finished a page of the dashboard in a real browser (Playwright), for the benchmark
+and the browser tests.
 
 Streamlit's app root carries ``data-test-script-state`` (``initial``, ``running``, ``rerunRequested``,
 ``notRunning``...). A page is shown when a script run started after the action has ended (the state went

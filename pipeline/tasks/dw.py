@@ -19,7 +19,7 @@ import logging
 import holidays
 import luigi
 from luigi.tools.range import RangeDaily  # noqa: F401  (for `luigi --module pipeline.tasks.dw RangeDaily`)
-from pyspark.sql import DataFrame, Row
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from pipeline import alerts, fs, hs2, load
@@ -497,6 +497,15 @@ def reconciliation(spark, dates: list[dt.date]) -> DataFrame:
         {key: wh.read(spark, table) for key, table in dims.items()})
 
 
+def reconciled(spark, dates: list[dt.date]) -> dict[dt.date, dict[str, dict]]:
+    """Each date's ``reconciliation`` collected: check -> expected, actual, passed."""
+    out: dict[dt.date, dict[str, dict]] = {d: {} for d in dates}
+    for r in reconciliation(spark, dates).collect():
+        out.setdefault(r.invoice_date, {})[r.check] = {"expected": r.expected, "actual": r.actual,
+                                                       "passed": r.passed}
+    return out
+
+
 class MartsReady(_DailyTable):
     """Records in ``ecommerce_mart.marts_ready`` the moment every mart of a date is published and reconciled.
 
@@ -523,23 +532,16 @@ class MartsReady(_DailyTable):
         from pipeline.tasks.quality import DataQualityChecks
 
         recorded = {d: fs.read_json(DataQualityChecks(d).output()).get("reconciliation") for d in dates}
-        if all(recorded.values()):
-            checks = [Row(invoice_date=d, check=name, **c) for d, by_check in recorded.items()
-                      for name, c in by_check.items()]
-        else:
-            checks = reconciliation(spark, dates).collect()
-        failed = [f"{r.invoice_date} {r.check}: expected {r.expected}, got {r.actual}" for r in checks
-                  if not r.passed]
+        checked = recorded if all(recorded.values()) else reconciled(spark, dates)
+        failed = [f"{d} {name}: expected {c['expected']}, got {c['actual']}"
+                  for d, by_check in checked.items() for name, c in by_check.items() if not c["passed"]]
         if failed:
             alerts.notify(spark, [Alert(kind="reconciliation", severity="error",
                                         subject=f"reconciliation failed for {', '.join(map(str, dates))}",
                                         body="; ".join(failed), dedupe_key=f"reconciliation:{dates[0]}:{dates[-1]}",
                                         condition="FAIL")])
             raise ReconciliationError("marts not declared ready, reconciliation failed: " + "; ".join(failed))
-        out: dict[dt.date, dict[str, bool]] = {}
-        for r in checks:
-            out.setdefault(r.invoice_date, {})[r.check] = r.passed
-        return out
+        return {d: {name: c["passed"] for name, c in by_check.items()} for d, by_check in checked.items()}
 
     def served(self, spark, dates) -> None:
         """Analysts read the marts through HiveServer2: each date's daily sales must be visible there as

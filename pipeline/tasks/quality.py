@@ -32,7 +32,7 @@ from pipeline.tasks.dw import (
     _DailyTable,
     dw_spark,
     read_dates,
-    reconciliation,
+    reconciled,
     source_days,
 )
 from pipeline.transforms import anomalies as an
@@ -272,21 +272,11 @@ def _batches_of(spark, touched: dict[dt.date, list[str]]) -> DataFrame:
                                  "day DATE, batch_id STRING")
 
 
-def reconciled(spark, days: list[dt.date]) -> dict[dt.date, dict[str, dict]]:
-    """Each date's reconciliation (``dw.reconciliation``): check -> expected, actual, passed."""
-    out: dict[dt.date, dict[str, dict]] = {day: {} for day in days}
-    for r in reconciliation(spark, days).collect():
-        out.setdefault(r.invoice_date, {})[r.check] = {"expected": r.expected, "actual": r.actual,
-                                                       "passed": r.passed}
-    return out
-
-
 def failing_rows(spark, check: dict, days: list[dt.date], touched: dict[dt.date, list[str]],
-                 reconciliation_of: dict[dt.date, dict[str, dict]] | None = None) -> DataFrame:
+                 checked: dict[dt.date, dict[str, dict]]) -> DataFrame:
     """The failing rows of one check for the run dates (``day, failing_key``), through the check type's
     transform; a table-wide check is evaluated once, with a NULL ``day``. ``touched``: the batches each
-    date's ingestion wrote (``batches_touched``); ``reconciliation_of``: the dates' ``reconciled`` checks,
-    when already computed."""
+    date's ingestion wrote (``batches_touched``); ``checked``: the dates' reconciliation (``dw.reconciled``)."""
     from pipeline.transforms import dq as checks
 
     date_column = check.get("date_column", "invoice_date")
@@ -305,7 +295,6 @@ def failing_rows(spark, check: dict, days: list[dt.date], touched: dict[dt.date,
             .groupBy(F.col(date_column).alias("date")).agg(F.count(F.lit(1)).alias("rows"))
         return checks.volume(counts, days, check["weeks"], check["low"], check["high"])
     if kind == "reconciliation":
-        checked = reconciliation_of if reconciliation_of is not None else reconciled(spark, days)
         return spark.createDataFrame([(day, f"{name} expected {c['expected']} got {c['actual']}")
                                       for day, by_check in checked.items() for name, c in by_check.items()
                                       if not c["passed"]], "day DATE, failing_key STRING")

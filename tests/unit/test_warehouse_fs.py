@@ -20,7 +20,10 @@ def versions(tmp_path):
             "_staging": 3600.0}
     for name, age in ages.items():
         path = tmp_path / name
-        path.mkdir(exist_ok=True) if name != "_current" else path.write_text("v20101202T000000000000_bbbbbb\n")
+        if name == "_current":
+            path.write_text("v20101202T000000000000_bbbbbb\n")
+        else:
+            path.mkdir(exist_ok=True)
         os.utime(path, (now - age, now - age))
     return tmp_path, ages
 

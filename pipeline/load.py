@@ -257,7 +257,8 @@ def _masters_for_fk(spark: SparkSession) -> tuple[DataFrame, DataFrame]:
 
 
 def publish_invoice_dates(spark: SparkSession, dates: DataFrame, batch_ids: list[str]) -> None:
-    wh.replace_partitions(spark, dates.coalesce(1), "batch_invoice_dates", "batch_id", batch_ids)
+    """The batches' index rows (a few per batch), published from the driver."""
+    arrow_tables.publish_collected(spark, dates, "batch_invoice_dates", batch_ids)
 
 
 def load_transaction_batches(spark: SparkSession, batches: list[Batch]) -> dict[str, dict]:
@@ -350,7 +351,7 @@ def publish_master_quarantine(spark: SparkSession, feed: str, rows: DataFrame, d
                       "source_file", "reason_code", "reason_detail", F.lit(now).alias("quarantined_at"))
     existing = wh.read(spark, "master_quarantine")
     kept = existing.where(~((F.col("feed") == feed) & F.col("snapshot_date").isin(dates)))
-    wh.replace_table(spark, kept.unionByName(new).coalesce(1), "master_quarantine")
+    arrow_tables.publish_collected(spark, kept.unionByName(new), "master_quarantine")
 
 
 def _screened(spark: SparkSession, feed: str, batches: list[Batch], columns: list[str], key: str,
@@ -427,8 +428,8 @@ def load_product_snapshots(spark: SparkSession, batches: list[Batch]) -> dict[st
         .select("snapshot_date", F.col("_key").alias("stock_code")) \
         .join(snapshot.select("snapshot_date", "stock_code"), ["snapshot_date", "stock_code"], "left_anti")
     new_table = masters.apply_product_snapshots(wh.read(spark, "products"), snapshot, held)
-    wh.replace_table(spark, new_table.repartition(1), "products",
-                     state=snapshot_state(applied, counts, started, _now()))
+    arrow_tables.publish_collected(spark, new_table, "products",
+                                   state=snapshot_state(applied, counts, started, _now()))
     crash.point("snapshot.published")
     screened.unpersist()
     return _audit_snapshots(spark, "products", all_batches)
@@ -453,8 +454,8 @@ def load_country_snapshots(spark: SparkSession, batches: list[Batch]) -> dict[st
     merged = old_warnings.join(warnings.select("snapshot_date", "feed", "key", "attribute"),
                                ["snapshot_date", "feed", "key", "attribute"], "left_anti").unionByName(warnings)
     if not warnings.isEmpty():
-        wh.replace_table(spark, merged.coalesce(1), "master_data_warnings")
-    wh.replace_table(spark, table.coalesce(1), "countries", state=snapshot_state(applied, counts, started, _now()))
+        arrow_tables.publish_collected(spark, merged, "master_data_warnings")
+    arrow_tables.publish_collected(spark, table, "countries", state=snapshot_state(applied, counts, started, _now()))
     crash.point("snapshot.published")
     screened.unpersist()
     return _audit_snapshots(spark, "countries", all_batches)

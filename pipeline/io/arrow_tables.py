@@ -33,6 +33,7 @@ from urllib.parse import urlparse
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from hmsclient.genthrift.hive_metastore.ttypes import MetaException, NoSuchObjectException, Partition
 
@@ -342,44 +343,93 @@ def replace_table(rows: pd.DataFrame | pa.Table, table: str, state: dict | None 
     return location
 
 
-def replace_partition(rows: pd.DataFrame | pa.Table, table: str, value: PartitionValue) -> str:
-    """Publish ``rows`` as the full content of one partition of ``table`` (``value``: its partition values as
-    strings; partition columns in ``rows`` are ignored): a new version, then one ``add_partition`` or
-    ``alter_partition`` (``warehouse.replace_partitions`` without Spark). Returns the location."""
+def replace_partitions(pieces: dict[PartitionValue, pd.DataFrame | pa.Table], table: str) -> dict[tuple[str, ...], str]:
+    """Publish each of ``pieces`` (partition values as strings -> its rows; partition columns in the rows are
+    ignored) as the full content of that partition of ``table``: a new version each, then one ``add_partitions``
+    for the new ones and one ``alter_partitions`` for the others, so readers see all of them swapped or none
+    (``warehouse.replace_partitions`` without Spark). Returns each partition's location."""
     data_schema, part_schema = schemas(table)
-    values = _values(value)
-    if len(values) != len(part_schema):
-        raise ValueError(f"{wh.name(table)} has partition columns {part_schema.names}, given {list(values)}")
-    data = to_arrow(rows, data_schema)
     columns = tuple(part_schema.names)
+    by_value = {_values(v): to_arrow(rows, data_schema) for v, rows in pieces.items()}
+    wrong = [list(v) for v in by_value if len(v) != len(columns)]
+    if wrong or not columns:
+        raise ValueError(f"{wh.name(table)} has partition columns {list(columns)}, given {wrong or list(by_value)}")
+    if not by_value:
+        return {}
     root = wh.table_root(table)
-    part_dir = fs.join(root, wh._partition_dir(columns, values))
     version = wh.new_version()
-    location = fs.join(part_dir, version)
-    _write_version(location, data, None)
+    locations = {}
+    for values, data in by_value.items():
+        locations[values] = fs.join(root, wh._partition_dir(columns, values), version)
+        _write_version(locations[values], data, None)
     crash.point("publish.written")
     db, tbl = _split(table)
     with metastore() as ms:
         meta = _get_table(ms, table)
-        try:
-            part = ms.get_partition(db, tbl, list(values))
-        except NoSuchObjectException:
-            part = None
-        if part is None:
-            sd = copy.deepcopy(meta.sd)
-            sd.location = hadoop_location(location)
-            ms.add_partition(Partition(values=list(values), dbName=db, tableName=tbl, sd=sd, parameters={}))
+        names = [partition_name(list(columns), v) for v in by_value]
+        existing = {tuple(p.values): p for p in ms.get_partitions_by_names(db, tbl, names)}
+        new = []
+        for values in by_value:
+            if values not in existing:
+                sd = copy.deepcopy(meta.sd)
+                sd.location = hadoop_location(locations[values])
+                new.append(Partition(values=list(values), dbName=db, tableName=tbl, sd=sd, parameters={}))
+        if new:
+            ms.add_partitions(new)
             crash.point("publish.partitions_added")
-        else:
-            part.sd.location = hadoop_location(location)
-            ms.alter_partition(db, tbl, part)
+        for values, part in existing.items():
+            part.sd.location = hadoop_location(locations[values])
+        if existing:
+            ms.alter_partitions(db, tbl, list(existing.values()))
     crash.point("publish.swapped")
     retention_s = config.warehouse().gc_retention_s
-    wh._point_to(part_dir, location)
-    collect(part_dir, {version}, retention_s)
+    for location in locations.values():
+        part_dir = location.rsplit("/", 1)[0]
+        wh._point_to(part_dir, location)
+        collect(part_dir, {version}, retention_s)
     collect(root, set(), retention_s)
-    log.info("published %s partition %s: %d rows at %s", wh.name(table), "/".join(values), data.num_rows, location)
-    return location
+    log.info("published %s: %d partition(s), %d rows", wh.name(table), len(by_value),
+             sum(d.num_rows for d in by_value.values()))
+    return locations
+
+
+def replace_partition(rows: pd.DataFrame | pa.Table, table: str, value: PartitionValue) -> str:
+    """Publish ``rows`` as the full content of one partition of ``table`` (``value``: its partition values as
+    strings; partition columns in ``rows`` are ignored). Returns the location."""
+    return replace_partitions({value: rows}, table)[_values(value)]
+
+
+def split_partitions(data: pa.Table, columns: list[str],
+                     values: list[tuple[str, ...]]) -> dict[tuple[str, ...], pa.Table]:
+    """The rows of ``data`` for each partition of ``values``, by its partition columns ``columns`` read as Hive
+    names partitions (a date as ``2010-12-01``, a number in decimal, null as Hive's default partition). A value
+    without rows gets none; a row of a partition not in ``values`` is an error, never dropped."""
+    keys = [pc.fill_null(data.column(c).cast(pa.string()), HIVE_NULL_PARTITION) for c in columns]
+    out, covered = {}, 0
+    for value in values:
+        mask = functools.reduce(pc.and_, [pc.equal(k, v) for k, v in zip(keys, value, strict=True)])
+        out[value] = data.filter(mask)
+        covered += out[value].num_rows
+    if covered != data.num_rows:
+        wanted = set(values)
+        stray = sorted({v for v in zip(*(k.to_pylist() for k in keys), strict=True) if v not in wanted})
+        raise ValueError(f"rows of partitions {stray[:5]} ({columns}) that are not among the ones being published")
+    return out
+
+
+def publish_collected(spark, df, table: str, partitions: list[PartitionValue] | None = None,
+                      state: dict | None = None) -> None:
+    """Publish a Spark DataFrame whose rows fit in the driver without a Spark write job: collected as Arrow,
+    then ``replace_partitions`` (the partitions ``partitions``, by the rows' partition columns) or
+    ``replace_table`` (with ``state``); the session's view of ``table`` is refreshed."""
+    data = df.toArrow()
+    _, part_schema = schemas(table)
+    if part_schema:
+        values = [_values(v) for v in partitions or []]
+        replace_partitions(split_partitions(data, part_schema.names, values), table)
+    else:
+        replace_table(data, table, state)
+    spark.catalog.refreshTable(wh.name(table))
 
 
 def append(rows: pd.DataFrame, table: str) -> str:

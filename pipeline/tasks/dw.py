@@ -24,7 +24,7 @@ from pyspark.sql import functions as F
 
 from pipeline import alerts, fs, hs2, load
 from pipeline import warehouse as wh
-from pipeline.io import lock
+from pipeline.io import arrow_tables, lock
 from pipeline.runtime import clock
 from pipeline.tasks.base import write_marker, writes_warehouse
 from pipeline.tasks.ingest import (
@@ -229,6 +229,7 @@ class _DailyTable(luigi.Task):
     table = ""
     partition: str | tuple[str, ...] | None = "invoice_date"
     sort_by: tuple[str, ...] = ()
+    fits_in_driver = True  # a date's rows are published from the driver (Arrow), without a Spark write job
 
     def output(self):
         db, name = self.table.split(".")
@@ -254,8 +255,21 @@ class _DailyTable(luigi.Task):
         self.publish(dw_spark(), [self.date])
 
     def publish(self, spark, dates: list[dt.date]) -> None:
-        df = self.build(spark, dates)
-        if self.partition:
+        self.write(spark, self.build(spark, dates), dates)
+        facts = self.marker_facts(spark, dates)
+        published_at = clock.now()
+        for d in dates:
+            write_marker(self.clone(date=d).output(), {"date": d, "revision": self.revision,
+                                                        "published_at": published_at, **facts.get(d, {})})
+
+    def write(self, spark, df: DataFrame, dates: list[dt.date]) -> None:
+        """Publish ``df`` as the dates' partitions (``partition_values``), or as the whole table: one date's rows
+        from the driver, several dates' with a Spark write job."""
+        if len(dates) == 1 and self.fits_in_driver:
+            df = df.coalesce(1).sortWithinPartitions(*self.sort_by) if self.sort_by else df
+            values = self.partition_values(dates) if self.partition else None
+            arrow_tables.publish_collected(spark, df, self.table, values)
+        elif self.partition:
             columns = (self.partition,) if isinstance(self.partition, str) else self.partition
             df = df.coalesce(1) if len(dates) == 1 else df.repartition(*columns)
             if self.sort_by:
@@ -263,11 +277,6 @@ class _DailyTable(luigi.Task):
             wh.replace_partitions(spark, df, self.table, self.partition, self.partition_values(dates))
         else:
             wh.replace_table(spark, df.coalesce(1), self.table)
-        facts = self.marker_facts(spark, dates)
-        published_at = clock.now()
-        for d in dates:
-            write_marker(self.clone(date=d).output(), {"date": d, "revision": self.revision,
-                                                        "published_at": published_at, **facts.get(d, {})})
 
 
 class DimProduct(_DailyTable):
@@ -298,6 +307,7 @@ class FactSales(_DailyTable):
     """``ecommerce_dw.fact_sales`` partition of one invoice date, from every batch carrying lines for it."""
 
     table = f"{DW}.fact_sales"
+    fits_in_driver = False
 
     def requires(self):
         return [IngestDay(self.date), DimProduct(self.date)]
@@ -432,6 +442,7 @@ class MartCustomerPurchaseHistory(_DailyTable):
     table = f"{MART}.mart_customer_purchase_history"
     partition = ("invoice_month", "customer_bucket")
     sort_by = ("customer_id", "invoice_ts", "invoice_no")
+    fits_in_driver = False  # a month of lines
 
     def requires(self):
         return [FactSales(self.date, self.revision), DimCustomer(self.date, self.revision), DimCountry(self.date)]

@@ -457,8 +457,7 @@ class DataQualityChecks(_DailyTable):
             rows = spark.createDataFrame([r for day in chunk for r in results[day]],
                                          wh.SCHEMAS[MART]["dq_results"]["columns"] + ", invoice_date DATE")
             earlier = read_dates(spark, self.table, chunk)
-            wh.replace_partitions(spark, dq_history(earlier, rows).repartition("invoice_date"), self.table,
-                                  "invoice_date", [str(d) for d in chunk])
+            self.write(spark, dq_history(earlier, rows), chunk)
             crash.point("dq.results_published")
             for day in chunk:
                 error = self._verdict(spark, day, run_ids[day], results[day], checked.get(day))

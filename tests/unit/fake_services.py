@@ -46,18 +46,15 @@ class FakeMetastore:
         self.calls.append(("alter_table", meta.sd.location, files))
         self.tables[(db, table)] = meta
 
-    def get_partition(self, db, table, values):
-        if (db, table, tuple(values)) not in self.partitions:
-            raise NoSuchObjectException(message="partition not found")
-        return self.partitions[(db, table, tuple(values))]
+    def add_partitions(self, parts):
+        self.calls.append(("add_partitions", [(p.values, p.sd.location) for p in parts]))
+        for part in parts:
+            self.partitions[(part.dbName, part.tableName, tuple(part.values))] = part
 
-    def add_partition(self, part):
-        self.calls.append(("add_partition", part.values, part.sd.location))
-        self.partitions[(part.dbName, part.tableName, tuple(part.values))] = part
-
-    def alter_partition(self, db, table, part):
-        self.calls.append(("alter_partition", part.values, part.sd.location))
-        self.partitions[(db, table, tuple(part.values))] = part
+    def alter_partitions(self, db, table, parts):
+        self.calls.append(("alter_partitions", [(p.values, p.sd.location) for p in parts]))
+        for part in parts:
+            self.partitions[(db, table, tuple(part.values))] = part
 
     def get_partitions_by_names(self, db, table, names):
         columns = [c.split()[0] for c in wh.SCHEMAS[db][table]["partition"].split(",")]

@@ -70,7 +70,7 @@ def test_a_review_is_logged_then_its_date_republished_under_the_warehouse_lock(f
     assert (change["from"], change["to"], change["invoice_date"]) == ("NEW", "ACKNOWLEDGED", str(DAY))
     steps = [c[0] if c[0] != "crash" else c[1] for c in flagged.calls]
     assert steps == ["publish.written", "alter_table", "publish.swapped", "anomaly.log_published",
-                     "publish.written", "alter_partition", "publish.swapped"]
+                     "publish.written", "alter_partitions", "publish.swapped"]
     assert statuses() == [["a", "quantity", "ACKNOWLEDGED", "alice"], ["a", "line_amount", "ACKNOWLEDGED", "alice"],
                           ["b", "quantity", "NEW", None]]
     logged = arrow_tables.read(LOG)

@@ -144,9 +144,9 @@ def test_a_partition_is_added_then_swapped_and_read_with_its_value(warehouse):
     second = at.replace_partition(pd.DataFrame({"id": [2, 3], "label": ["b", "c"], "invoice_date": [None, None]}),
                                   f"{DB}.by_day", "2010-12-01")
     calls = [c for c in warehouse.metastore.calls if c[0] != "crash" or c[1] != "publish.written"]
-    assert calls == [("add_partition", ["2010-12-01"], at.hadoop_location(first)),
+    assert calls == [("add_partitions", [(["2010-12-01"], at.hadoop_location(first))]),
                      ("crash", "publish.partitions_added"), ("crash", "publish.swapped"),
-                     ("alter_partition", ["2010-12-01"], at.hadoop_location(second)), ("crash", "publish.swapped")]
+                     ("alter_partitions", [(["2010-12-01"], at.hadoop_location(second))]), ("crash", "publish.swapped")]
     part_dir = warehouse.path / "by_day" / "invoice_date=2010-12-01"
     assert (part_dir / catalog.POINTER).read_text().strip() == second.rsplit("/", 1)[-1]
     assert (part_dir / first.rsplit("/", 1)[-1]).exists()  # replaced, younger than the retention: kept
@@ -155,6 +155,48 @@ def test_a_partition_is_added_then_swapped_and_read_with_its_value(warehouse):
                                        {"id": 3, "label": "c", "invoice_date": dt.date(2010, 12, 1)}]
     assert at.read(f"{DB}.by_day", ["2010-12-02"]).empty
     assert at.read(f"{DB}.by_day", columns=["invoice_date", "label"]).columns.tolist() == ["invoice_date", "label"]
+
+
+def test_partitions_are_added_and_swapped_with_one_metastore_call_each(warehouse):
+    at.replace_partition(pd.DataFrame({"id": [1], "label": ["a"]}), f"{DB}.by_day", "2010-12-01")
+    warehouse.metastore.calls.clear()
+    locations = at.replace_partitions({"2010-12-01": pd.DataFrame({"id": [2], "label": ["b"]}),
+                                       "2010-12-02": pd.DataFrame({"id": [3, 4], "label": ["c", "d"]}),
+                                       "2010-12-03": pd.DataFrame({"id": [], "label": []})}, f"{DB}.by_day")
+    day = {d: at.hadoop_location(locations[(d,)]) for d in ("2010-12-01", "2010-12-02", "2010-12-03")}
+    assert warehouse.metastore.calls == [
+        ("crash", "publish.written"),
+        ("add_partitions", [(["2010-12-02"], day["2010-12-02"]), (["2010-12-03"], day["2010-12-03"])]),
+        ("crash", "publish.partitions_added"),
+        ("alter_partitions", [(["2010-12-01"], day["2010-12-01"])]),
+        ("crash", "publish.swapped")]
+    assert len({loc.rsplit("/", 1)[-1] for loc in locations.values()}) == 1  # one version name for all
+    back = at.read(f"{DB}.by_day")
+    assert sorted(zip(back["invoice_date"], back["id"], strict=True)) == [
+        (dt.date(2010, 12, 1), 2), (dt.date(2010, 12, 2), 3), (dt.date(2010, 12, 2), 4)]
+    with pytest.raises(ValueError, match=r"has partition columns \['invoice_date'\], given \[\['a', 'b'\]\]"):
+        at.replace_partitions({("a", "b"): pd.DataFrame({"id": [1], "label": ["x"]})}, f"{DB}.by_day")
+
+
+SPLIT = pa.table({"id": pa.array([1, 2, 3, 4], pa.int32()),
+                  "invoice_month": pa.array([dt.date(2010, 12, 1), dt.date(2011, 1, 1), dt.date(2010, 12, 1), None]),
+                  "customer_bucket": pa.array([7, 7, 12, 7], pa.int32())})
+
+
+NULL = at.HIVE_NULL_PARTITION
+EVERY = {("2010-12-01", "7"): [1], ("2010-12-01", "12"): [3], ("2011-01-01", "7"): [2], (NULL, "7"): [4]}
+
+
+@pytest.mark.parametrize("ids", [EVERY, {**EVERY, ("2011-02-01", "1"): []}], ids=["every row's", "and an empty one"])
+def test_rows_are_split_by_their_partition_values_as_hive_names_them(ids):
+    pieces = at.split_partitions(SPLIT, ["invoice_month", "customer_bucket"], list(ids))
+    assert {v: t.column("id").to_pylist() for v, t in pieces.items()} == ids
+
+
+def test_rows_of_a_partition_not_published_are_an_error_not_dropped():
+    with pytest.raises(ValueError, match=r"rows of partitions \[\('2010-12-01', '12'\), \('2011-01-01', '7'\), "
+                                         r"\('__HIVE_DEFAULT_PARTITION__', '7'\)\]"):
+        at.split_partitions(SPLIT, ["invoice_month", "customer_bucket"], [("2010-12-01", "7")])
 
 
 def test_append_adds_rows_to_the_live_ones(warehouse):

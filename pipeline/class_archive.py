@@ -2,14 +2,16 @@
 
 A Spark driver loads about 16,000 classes from PySpark's 279 jars each time it starts. The first session on a
 machine, when the archive is missing, starts a trainer in the background (``python -m pipeline.class_archive
-PATH``): it opens a session like the pipeline's, reads the catalog, writes and reads a Parquet file, and its
-JVM writes the classes it loaded at exit (``-XX:ArchiveClassesAtExit``) to a temporary file, renamed into
-place only when complete. Later drivers, the pipeline's and HiveServer2's, map it (``-XX:SharedArchiveFile``).
+PATH``): it opens a session like the pipeline's, reads the catalog, writes a Parquet file and reads it back as
+rows and as Arrow, and its JVM writes the classes it loaded at exit (``-XX:ArchiveClassesAtExit``) to a
+temporary file, renamed into place only when complete. Later drivers, the pipeline's and HiveServer2's, map it
+(``-XX:SharedArchiveFile``).
 
-The archive is keyed by the JVM and the jars it was made from (their directory, names and sizes: a JVM
-uses an archive only with the class path it was made with), and kept per machine under ``[spark]
-class_archive_dir``. An archive the JVM cannot use (another JDK, a changed class path) is ignored silently
-(``-Xshare:auto``); a trainer that dies leaves no archive, and the next session starts another.
+The archive is keyed by the JVM and the jars it was made from (their directory, names and sizes: a JVM uses an
+archive only with the class path it was made with) and by what the trainer runs (``WORKLOAD``), and kept per
+machine under ``[spark] class_archive_dir``. An archive the JVM cannot use (another JDK, a changed class path)
+is ignored silently (``-Xshare:auto``); a trainer that dies leaves no archive, and the next session starts
+another.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 DYNAMIC_ARCHIVE_MAGIC = bytes.fromhex("a8ab0bf0")  # 0xf00baba8, little-endian: written last, when complete
 QUIET = "-Xshare:auto -Xlog:cds=off -Xlog:cds+dynamic=off"
 STALE_TRAINER_S = 600
+WORKLOAD = "rows+arrow"  # what the trainer runs: a changed workload trains a new archive
 
 
 def default_dir() -> Path:
@@ -41,7 +44,7 @@ def archive_path(directory: Path) -> Path:
 
     jars_dir = Path(pyspark.__file__).resolve().parent / "jars"
     java = shutil.which("java") or ""
-    digest = hashlib.sha256(f"{os.path.realpath(java)}|{jars_dir}".encode())  # the JVM checks the class path
+    digest = hashlib.sha256(f"{os.path.realpath(java)}|{jars_dir}|{WORKLOAD}".encode())  # the JVM checks the class path
     for jar in sorted(jars_dir.glob("*.jar")):
         digest.update(f"{jar.name}:{jar.stat().st_size}".encode())
     return directory / f"spark-driver-{digest.hexdigest()[:16]}.jsa"
@@ -98,6 +101,7 @@ def train(path: Path) -> None:
                                                 "current_date() AS day")
             df.groupBy("day").sum("amount").write.partitionBy("day").parquet(f"{scratch}/t")
             session.read.parquet(f"{scratch}/t").collect()
+            session.read.parquet(f"{scratch}/t").toArrow()  # small tables are published from the driver as Arrow
         sp.stop_spark()
         gateway = SparkContext._gateway
         jvm = gateway.proc

@@ -70,3 +70,9 @@ def test_another_installation_of_spark_gets_its_own_archive(tmp_path, monkeypatc
         (elsewhere / "jars" / jar.name).symlink_to(jar)
     monkeypatch.setattr(pyspark, "__file__", str(elsewhere / "__init__.py"))
     assert class_archive.archive_path(tmp_path) != here
+
+
+def test_a_changed_training_workload_gets_its_own_archive(tmp_path, monkeypatch):
+    here = class_archive.archive_path(tmp_path)
+    monkeypatch.setattr(class_archive, "WORKLOAD", class_archive.WORKLOAD + "+more")
+    assert class_archive.archive_path(tmp_path) != here

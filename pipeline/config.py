@@ -90,6 +90,10 @@ class spark(luigi.Config):
         default="-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
         description="JVM options of the Spark driver: a driver runs short tasks of small queries, where the "
                     "quick JIT compiler alone and the serial collector leave the CPUs to the work")
+    interpreted_max_rows = luigi.IntParameter(
+        default=100_000, description="a task of one date whose fact has at most this many rows runs its queries "
+                                     "interpreted: compiling generated code costs more than it saves on so few "
+                                     "rows (0: always generate code, Spark's default)")
 
 
 class metastore(luigi.Config):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -127,3 +129,24 @@ def stop_spark() -> None:
     if _session is not None:
         _session.stop()
         _session = None
+
+
+INTERPRETED = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN"}
+
+
+@contextlib.contextmanager
+def one_date_queries(spark: SparkSession, rows: int | None) -> Iterator[SparkSession]:
+    """The block's queries cover one date of ``rows`` fact rows (None: not known yet). Up to ``[spark]
+    interpreted_max_rows`` they run interpreted (no whole-stage code generation, no generated expressions);
+    the session's settings are restored after."""
+    if rows is None or rows > config.spark().interpreted_max_rows:
+        yield spark
+        return
+    before = {key: spark.conf.get(key) for key in INTERPRETED}
+    for key, value in INTERPRETED.items():
+        spark.conf.set(key, value)
+    try:
+        yield spark
+    finally:
+        for key, value in before.items():
+            spark.conf.set(key, value)

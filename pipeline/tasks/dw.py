@@ -26,6 +26,7 @@ from pipeline import alerts, fs, hs2, load
 from pipeline import warehouse as wh
 from pipeline.io import arrow_tables, lock
 from pipeline.runtime import clock
+from pipeline.spark import one_date_queries
 from pipeline.tasks.base import write_marker, writes_warehouse
 from pipeline.tasks.ingest import (
     CountriesSnapshot,
@@ -171,6 +172,12 @@ def input_revisions(spark, dates: list[dt.date] | None = None) -> dict[dt.date, 
     return {r.invoice_date: hashlib.sha1("|".join(r.parts).encode()).hexdigest()[:12] for r in parts}
 
 
+def fact_rows(day: dt.date) -> int | None:
+    """The date's rows in ``fact_sales`` as its ``FactSales`` marker records them; None before it is published."""
+    out = FactSales(day).output()
+    return fs.read_json(out).get("rows") if out.exists() else None
+
+
 def lines_for_dates(spark, dates: list[dt.date]) -> DataFrame:
     """The loaded raw lines with an invoice date in ``dates``, read only from the batches that carry them."""
     batches = [r.batch_id for r in wh.read(spark, "batch_invoice_dates")
@@ -252,7 +259,8 @@ class _DailyTable(luigi.Task):
 
     @writes_warehouse
     def run(self):
-        self.publish(dw_spark(), [self.date])
+        with one_date_queries(dw_spark(), fact_rows(self.date)) as spark:
+            self.publish(spark, [self.date])
 
     def publish(self, spark, dates: list[dt.date]) -> None:
         self.write(spark, self.build(spark, dates), dates)

@@ -1,14 +1,16 @@
 """Small Hive tables without Spark: read them as Arrow or pandas, publish them exactly as ``pipeline.warehouse`` does.
 
 The SLA monitor, alert delivery and the anomaly review read and rewrite tables of a few thousand rows; a Spark
-session would cost them 10-40 s to start. This module asks the Hive metastore over Thrift (``hmsclient``) where a
-table or partition lives and reads or writes its Parquet files itself (``pyarrow``), on ``file://`` or, through
-WebHDFS, ``hdfs://``.
+session would cost them 10-40 s to start. Spark tasks publish a date's small results through it too
+(``publish_collected``), without a Spark write job. This module asks the Hive metastore over Thrift
+(``hmsclient``) where a table or partition lives and reads or writes its Parquet files itself (``pyarrow``), on
+``file://`` or, through WebHDFS, ``hdfs://``.
 
 Publication follows ``pipeline.warehouse`` step for step: one Parquet file (and ``_state.json`` when given) in a
-fresh version directory, crash point ``publish.written``, one metastore call that swaps the location
-(``alter_table``; ``add_partition`` or ``alter_partition``), ``publish.swapped``, the ``_current`` pointer, then the
-removal of replaced versions older than ``[warehouse] gc_retention_s``. Callers hold the warehouse lock.
+fresh version directory per table or partition, crash point ``publish.written``, the metastore calls that swap
+the locations (``alter_table``; ``add_partitions`` for new partitions, ``publish.partitions_added``, then
+``alter_partitions`` for the others), ``publish.swapped``, the ``_current`` pointers, then the removal of replaced
+versions older than ``[warehouse] gc_retention_s``. Callers hold the warehouse lock.
 
 Spark tasks and HiveServer2 read these files as they read their own because the Arrow schema is the table's
 declared columns (``warehouse.SCHEMAS``): names lower-case, DECIMAL(p,s) as decimal128(p,s), TIMESTAMP as
@@ -169,6 +171,24 @@ def versions_to_remove(ages_s: dict[str, float], keep: set[str], retention_s: fl
     """The version directories among ``ages_s`` (name -> seconds since last modified) that garbage collection
     deletes: not in ``keep`` and older than ``retention_s``."""
     return sorted(n for n, age in ages_s.items() if wh.VERSION.match(n) and n not in keep and age > retention_s)
+
+
+def split_partitions(data: pa.Table, columns: list[str],
+                     values: list[tuple[str, ...]]) -> dict[tuple[str, ...], pa.Table]:
+    """The rows of ``data`` for each partition of ``values``, by its partition columns ``columns`` read as Hive
+    names partitions (a date as ``2010-12-01``, a number in decimal, null as Hive's default partition). A value
+    without rows gets none; a row of a partition not in ``values`` is an error, never dropped."""
+    keys = [pc.fill_null(data.column(c).cast(pa.string()), HIVE_NULL_PARTITION) for c in columns]
+    out, covered = {}, 0
+    for value in values:
+        mask = functools.reduce(pc.and_, [pc.equal(k, v) for k, v in zip(keys, value, strict=True)])
+        out[value] = data.filter(mask)
+        covered += out[value].num_rows
+    if covered != data.num_rows:
+        wanted = set(values)
+        stray = sorted({v for v in zip(*(k.to_pylist() for k in keys), strict=True) if v not in wanted})
+        raise ValueError(f"rows of partitions {stray[:5]} (columns {columns}), which are not being published")
+    return out
 
 
 # ------------------------------------------------------------------------------------------------------ I/O
@@ -397,24 +417,6 @@ def replace_partition(rows: pd.DataFrame | pa.Table, table: str, value: Partitio
     """Publish ``rows`` as the full content of one partition of ``table`` (``value``: its partition values as
     strings; partition columns in ``rows`` are ignored). Returns the location."""
     return replace_partitions({value: rows}, table)[_values(value)]
-
-
-def split_partitions(data: pa.Table, columns: list[str],
-                     values: list[tuple[str, ...]]) -> dict[tuple[str, ...], pa.Table]:
-    """The rows of ``data`` for each partition of ``values``, by its partition columns ``columns`` read as Hive
-    names partitions (a date as ``2010-12-01``, a number in decimal, null as Hive's default partition). A value
-    without rows gets none; a row of a partition not in ``values`` is an error, never dropped."""
-    keys = [pc.fill_null(data.column(c).cast(pa.string()), HIVE_NULL_PARTITION) for c in columns]
-    out, covered = {}, 0
-    for value in values:
-        mask = functools.reduce(pc.and_, [pc.equal(k, v) for k, v in zip(keys, value, strict=True)])
-        out[value] = data.filter(mask)
-        covered += out[value].num_rows
-    if covered != data.num_rows:
-        wanted = set(values)
-        stray = sorted({v for v in zip(*(k.to_pylist() for k in keys), strict=True) if v not in wanted})
-        raise ValueError(f"rows of partitions {stray[:5]} ({columns}) that are not among the ones being published")
-    return out
 
 
 def publish_collected(spark, df, table: str, partitions: list[PartitionValue] | None = None,

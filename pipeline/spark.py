@@ -137,9 +137,10 @@ INTERPRETED = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.facto
 @contextlib.contextmanager
 def one_date_queries(spark: SparkSession, rows: int | None) -> Iterator[SparkSession]:
     """The block's queries cover one date of ``rows`` fact rows (None: not known yet). Up to ``[spark]
-    interpreted_max_rows`` they run interpreted (no whole-stage code generation, no generated expressions);
-    the session's settings are restored after."""
-    if rows is None or rows > config.spark().interpreted_max_rows:
+    interpreted_max_rows`` (0: never) they run interpreted (no whole-stage code generation, no generated
+    expressions); the session's settings are restored after."""
+    limit = config.spark().interpreted_max_rows
+    if rows is None or rows > limit or limit <= 0:
         yield spark
         return
     before = {key: spark.conf.get(key) for key in INTERPRETED}

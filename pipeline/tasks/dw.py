@@ -227,7 +227,9 @@ class _DailyTable(luigi.Task):
 
     ``revision`` is set when ``RefreshLateDates`` rebuilds a date whose input changed after it was
     published: the task is then complete only when its marker carries that revision.
-    ``publish`` builds several dates in one Spark pass (backfills) and writes each date's marker.
+    ``publish`` builds several dates in one Spark pass (backfills) and writes each date's marker. A run of one
+    date publishes from the driver (``fits_in_driver``) and, when its fact is small, runs its queries
+    interpreted (``spark.one_date_queries``).
     """
 
     date = luigi.DateParameter()

@@ -37,6 +37,12 @@ def test_few_rows_run_interpreted_and_the_settings_come_back(spark, monkeypatch,
     assertDataFrameEqual(got, [("85123A", 4, Decimal("10.20")), ("71053", 6, Decimal("20.34")), ("POST", 1, None)])
 
 
+def test_a_limit_of_zero_always_generates_code(spark, monkeypatch):
+    monkeypatch.setattr(config, "spark", lambda: types.SimpleNamespace(interpreted_max_rows=0))
+    with sp.one_date_queries(spark, 0) as session:
+        assert [session.conf.get(k) for k in CODEGEN] == ["true", "FALLBACK"]
+
+
 def test_the_settings_come_back_when_the_block_fails(spark, monkeypatch):
     monkeypatch.setattr(config, "spark", lambda: types.SimpleNamespace(interpreted_max_rows=100_000))
     with pytest.raises(ZeroDivisionError), sp.one_date_queries(spark, 10):

@@ -90,6 +90,9 @@ class spark(luigi.Config):
         default="-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
         description="JVM options of the Spark driver: a driver runs short tasks of small queries, where the "
                     "quick JIT compiler alone and the serial collector leave the CPUs to the work")
+    driver_publish_max_rows = luigi.IntParameter(
+        default=200_000, description="a date's purchase-history month is collected to the driver and published "
+                                     "from there (Arrow) up to this many rows; beyond, by a Spark write job")
     interpreted_max_rows = luigi.IntParameter(
         default=100_000, description="a task of one date whose fact has at most this many rows runs its queries "
                                      "interpreted: compiling generated code costs more than it saves on so few "

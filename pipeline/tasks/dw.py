@@ -22,7 +22,7 @@ from luigi.tools.range import RangeDaily  # noqa: F401  (for `luigi --module pip
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from pipeline import alerts, fs, hs2, load
+from pipeline import alerts, config, fs, hs2, load
 from pipeline import warehouse as wh
 from pipeline.io import arrow_tables, lock
 from pipeline.runtime import clock
@@ -238,7 +238,6 @@ class _DailyTable(luigi.Task):
     table = ""
     partition: str | tuple[str, ...] | None = "invoice_date"
     sort_by: tuple[str, ...] = ()
-    fits_in_driver = True  # a date's rows are published from the driver (Arrow), without a Spark write job
 
     def output(self):
         db, name = self.table.split(".")
@@ -259,6 +258,10 @@ class _DailyTable(luigi.Task):
     def partition_values(self, dates: list[dt.date]) -> list:
         return [str(d) for d in dates]
 
+    def fits_in_driver(self, dates: list[dt.date]) -> bool:
+        """Whether one date's rows are few enough to publish from the driver (Arrow), without a Spark write job."""
+        return True
+
     @writes_warehouse
     def run(self):
         with one_date_queries(dw_spark(), fact_rows(self.date)) as spark:
@@ -275,7 +278,7 @@ class _DailyTable(luigi.Task):
     def write(self, spark, df: DataFrame, dates: list[dt.date]) -> None:
         """Publish ``df`` as the dates' partitions (``partition_values``), or as the whole table: one date's rows
         from the driver, several dates' with a Spark write job."""
-        if len(dates) == 1 and self.fits_in_driver:
+        if len(dates) == 1 and self.fits_in_driver(dates):
             df = df.coalesce(1).sortWithinPartitions(*self.sort_by) if self.sort_by else df
             values = self.partition_values(dates) if self.partition else None
             arrow_tables.publish_collected(spark, df, self.table, values)
@@ -317,13 +320,15 @@ class FactSales(_DailyTable):
     """``ecommerce_dw.fact_sales`` partition of one invoice date, from every batch carrying lines for it."""
 
     table = f"{DW}.fact_sales"
-    fits_in_driver = False
 
     def requires(self):
         return [IngestDay(self.date), DimProduct(self.date)]
 
     def build(self, spark, dates):
         return star.fact_sales(lines_for_dates(spark, dates), wh.read(spark, f"{DW}.dim_product"))
+
+    def fits_in_driver(self, dates):
+        return False  # as many rows as the feed brings
 
     def marker_facts(self, spark, dates):
         revisions = input_revisions(spark, dates)
@@ -446,13 +451,13 @@ class MartCustomerPurchaseHistory(_DailyTable):
     Laid out for the storefront's lookup of one customer: partitions by invoice month and
     ``customer_bucket = pmod(customer_id, 32)``, files sorted by customer, so a lookup reads one small file
     per month. Publishing a date rewrites the buckets of its month (the month so far plus the date), so the
-    cost is bounded by a month's volume, not by the history.
+    cost is bounded by a month's volume, not by the history. Up to ``[spark] driver_publish_max_rows`` lines,
+    the month is published from the driver.
     """
 
     table = f"{MART}.mart_customer_purchase_history"
     partition = ("invoice_month", "customer_bucket")
     sort_by = ("customer_id", "invoice_ts", "invoice_no")
-    fits_in_driver = False  # a month of lines
 
     def requires(self):
         return [FactSales(self.date, self.revision), DimCustomer(self.date, self.revision), DimCountry(self.date)]
@@ -463,6 +468,13 @@ class MartCustomerPurchaseHistory(_DailyTable):
 
     def partition_values(self, dates):
         return [(str(m), str(b)) for m in self.months(dates) for b in range(HISTORY_BUCKETS)]
+
+    def fits_in_driver(self, dates):
+        """The month so far, as its ``FactSales`` markers count it, within ``[spark] driver_publish_max_rows``."""
+        month = self.months(dates)[0]
+        days = (max(dates) - month).days + 1
+        rows = sum(fact_rows(month + dt.timedelta(days=n)) or 0 for n in range(days))
+        return rows <= config.spark().driver_publish_max_rows
 
     def build(self, spark, dates):
         new = star.mart_customer_purchase_history(

@@ -262,9 +262,13 @@ class _DailyTable(luigi.Task):
         """Whether one date's rows are few enough to publish from the driver (Arrow), without a Spark write job."""
         return True
 
+    def date_session(self):
+        """The session for a run of this one date, interpreted when its fact is small (``one_date_queries``)."""
+        return one_date_queries(dw_spark(), fact_rows(self.date))
+
     @writes_warehouse
     def run(self):
-        with one_date_queries(dw_spark(), fact_rows(self.date)) as spark:
+        with self.date_session() as spark:
             self.publish(spark, [self.date])
 
     def publish(self, spark, dates: list[dt.date]) -> None:

@@ -22,7 +22,6 @@ from pipeline import alerts, config, fs, history, load, replay
 from pipeline import warehouse as wh
 from pipeline.io import arrow_tables, crash, lock
 from pipeline.runtime import clock
-from pipeline.spark import one_date_queries
 from pipeline.tasks.base import write_marker, writes_warehouse
 from pipeline.tasks.dw import (
     CUSTOMER_MARTS,
@@ -31,8 +30,6 @@ from pipeline.tasks.dw import (
     MART,
     FactSales,
     _DailyTable,
-    dw_spark,
-    fact_rows,
     read_dates,
     reconciled,
     source_days,
@@ -422,7 +419,7 @@ class DataQualityChecks(_DailyTable):
 
     @writes_warehouse
     def run(self):
-        with one_date_queries(dw_spark(), fact_rows(self.date)) as spark:
+        with self.date_session() as spark:
             errors = self.publish(spark, [self.date])
         if errors:
             raise DataQualityError(errors[self.date])

@@ -19,6 +19,7 @@ import datetime as dt
 import logging
 import os
 import re
+import shutil
 import time
 import uuid
 from urllib.parse import urlparse
@@ -190,7 +191,9 @@ def ensure_schema(spark: SparkSession, db: str = DB) -> None:
 
 
 class HadoopFS:
-    """Hadoop FileSystem calls through the JVM (same code for file:// and hdfs://)."""
+    """Hadoop FileSystem calls through the JVM (``hdfs://``). A local warehouse (``file://``) is handled by
+    this process with the same semantics: a backfill publishes thousands of partitions, and each call
+    through the JVM is a round trip."""
 
     def __init__(self, spark: SparkSession):
         self._jvm = spark._jvm
@@ -202,20 +205,38 @@ class HadoopFS:
     def path(self, uri: str):
         return self._jvm.org.apache.hadoop.fs.Path(uri)
 
+    @staticmethod
+    def _local(uri: str) -> str | None:
+        return fs.local_path(uri) if urlparse(uri).scheme in ("", "file") else None
+
     def exists(self, uri: str) -> bool:
+        if (local := self._local(uri)) is not None:
+            return os.path.lexists(local)
         p = self.path(uri)
         return self._fs(p).exists(p)
 
     def mkdirs(self, uri: str) -> None:
+        if (local := self._local(uri)) is not None:
+            os.makedirs(local, exist_ok=True)
+            return
         p = self.path(uri)
         self._fs(p).mkdirs(p)
 
     def rename(self, src: str, dst: str) -> None:
+        """Rename ``src`` to ``dst``, which must not exist."""
+        if (local := self._local(src)) is not None:
+            target = fs.local_path(dst)
+            if os.path.lexists(target):
+                raise OSError(f"rename {src} -> {dst} failed: the destination exists")
+            os.rename(local, target)
+            return
         s, d = self.path(src), self.path(dst)
         if not self._fs(s).rename(s, d):
             raise OSError(f"rename {src} -> {dst} failed")
 
     def children(self, uri: str) -> list[str]:
+        if (local := self._local(uri)) is not None:
+            return sorted(os.listdir(local)) if os.path.isdir(local) else []
         p = self.path(uri)
         fsys = self._fs(p)
         if not fsys.exists(p):
@@ -223,6 +244,13 @@ class HadoopFS:
         return sorted(st.getPath().getName() for st in fsys.listStatus(p))
 
     def delete(self, uri: str) -> None:
+        """Delete a file or a directory with its content; nothing when it does not exist."""
+        if (local := self._local(uri)) is not None:
+            if os.path.isdir(local) and not os.path.islink(local):
+                shutil.rmtree(local)
+            elif os.path.lexists(local):
+                os.remove(local)
+            return
         p = self.path(uri)
         self._fs(p).delete(p, True)
 

@@ -4,6 +4,7 @@ import os
 import time
 
 import pytest
+from py4j.protocol import Py4JJavaError
 
 from pipeline import warehouse as wh
 
@@ -51,3 +52,51 @@ def test_collect_removes_only_old_versions_not_kept(spark, versions):
     removed = wh.HadoopFS(spark).collect(f"file://{root}", keep=set(), retention_s=600)
     assert removed == ["v20101201T000000000000_aaaaaa", "_staging/v20101201T000000000000_cccccc"]
     assert sorted(p.name for p in root.iterdir()) == ["_current", "_staging", "v20101202T000000000000_bbbbbb"]
+
+
+class ThroughTheJvm(wh.HadoopFS):
+    """The calls as they are made for ``hdfs://``: Hadoop's FileSystem through the JVM, here on local files."""
+
+    @staticmethod
+    def _local(uri):
+        return None
+
+
+def _tree(root) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if not p.name.endswith(".crc"))
+
+
+@pytest.mark.parametrize("kind", [wh.HadoopFS, ThroughTheJvm], ids=["in this process", "through the JVM"])
+def test_publication_steps_leave_the_same_files_either_way(spark, tmp_path, kind):
+    hfs, root = kind(spark), f"file://{tmp_path}"
+    staging = tmp_path / "_staging" / "v1" / "batch_id=b1"
+    staging.mkdir(parents=True)
+    (staging / "part-0.parquet").write_bytes(b"rows")
+    hfs.mkdirs(f"{root}/batch_id=b1")
+    hfs.mkdirs(f"{root}/batch_id=b1")
+    assert hfs.exists(f"{root}/_staging/v1/batch_id=b1") and not hfs.exists(f"{root}/_staging/v1/batch_id=b2")
+    hfs.rename(f"{root}/_staging/v1/batch_id=b1", f"{root}/batch_id=b1/v1")
+    hfs.mkdirs(f"{root}/batch_id=b2/v1")
+    assert hfs.children(root) == ["_staging", "batch_id=b1", "batch_id=b2"]
+    assert hfs.children(f"{root}/absent") == []
+    hfs.delete(f"{root}/_staging")
+    hfs.delete(f"{root}/_staging")
+    (tmp_path / "_current").write_text("v1\n")
+    hfs.delete(f"{root}/_current")
+    assert _tree(tmp_path) == ["batch_id=b1", "batch_id=b1/v1", "batch_id=b1/v1/part-0.parquet", "batch_id=b2",
+                               "batch_id=b2/v1"]
+    assert (tmp_path / "batch_id=b1" / "v1" / "part-0.parquet").read_bytes() == b"rows"
+
+
+@pytest.mark.parametrize("kind", [wh.HadoopFS, ThroughTheJvm], ids=["in this process", "through the JVM"])
+def test_renaming_a_missing_directory_is_an_error(spark, tmp_path, kind):
+    with pytest.raises((OSError, Py4JJavaError)):
+        kind(spark).rename(f"file://{tmp_path}/absent", f"file://{tmp_path}/v1")
+
+
+def test_renaming_onto_an_existing_directory_is_refused(spark, tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "dst").mkdir()
+    with pytest.raises(OSError, match="destination exists"):
+        wh.HadoopFS(spark).rename(f"file://{tmp_path}/src", f"file://{tmp_path}/dst")
+    assert _tree(tmp_path) == ["dst", "src"]

@@ -153,7 +153,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _anomaly(args: argparse.Namespace) -> int:
-    from pipeline.io.arrow_tables import TableMissing
+    from pipeline.io.metastore_client import TableMissing
     from pipeline.spark import MetastoreUnavailable
     from pipeline.tasks import quality
     from pipeline.transforms import anomalies

@@ -337,32 +337,6 @@ def _partition_spec(columns: tuple[str, ...], value: tuple[str, ...]) -> str:
     return ", ".join(f"{c}='{v}'" for c, v in zip(columns, value, strict=True))
 
 
-# up to this many partitions are looked up one by one; more are found in one listing of the table's partitions
-PARTITION_LOOKUPS = 16
-
-
-def existing_partitions(spark: SparkSession, table: str) -> set[PartitionValue]:
-    """Partition values of ``table``: strings for one partition column, tuples for several."""
-    out: set[PartitionValue] = set()
-    for (spec,) in spark.sql(f"SHOW PARTITIONS {name(table)}").collect():
-        values = tuple(part.split("=", 1)[1] for part in spec.split("/"))
-        out.add(values[0] if len(values) == 1 else values)
-    return out
-
-
-def _present(spark: SparkSession, table: str, columns: tuple[str, ...],
-             values: list[tuple[str, ...]]) -> set[tuple[str, ...]]:
-    """Which of ``values`` are partitions of ``table``: a lookup per value for a few (the cost of a batch or a
-    day does not grow with the table's history), one listing for many (a backfill)."""
-    if len(values) > PARTITION_LOOKUPS:
-        return {(p,) if isinstance(p, str) else p for p in existing_partitions(spark, table)}
-    db, tbl = _split(table)
-    external = spark._jsparkSession.sessionState().catalog().externalCatalog()
-    to_map = spark._jvm.org.apache.spark.api.python.PythonUtils.toScalaMap
-    return {v for v in values if external.getPartitionOption(db, tbl, to_map(dict(zip(columns, v, strict=True))))
-            .isDefined()}
-
-
 def replace_partitions(
     spark: SparkSession, df: DataFrame, table: str, column: str | tuple[str, ...], values: list[PartitionValue]
 ) -> None:
@@ -393,13 +367,8 @@ def replace_partitions(
         locations[value] = target
     hfs.delete(staging)
     crash.point("publish.written")
-    present = _present(spark, table, columns, tuples)
-    new = [v for v in tuples if v not in present]
-    if new:
-        specs = " ".join(f"PARTITION ({_partition_spec(columns, v)}) LOCATION '{locations[v]}'" for v in new)
-        spark.sql(f"ALTER TABLE {name(table)} ADD IF NOT EXISTS {specs}")
-        crash.point("publish.partitions_added")
-    _set_locations(spark, table, columns, {v: locations[v] for v in tuples if v in present})
+    metastore_client.swap_partitions(*_split(table), list(columns), locations)
+    spark.catalog.refreshTable(name(table))
     crash.point("publish.swapped")
     retention_s = config.warehouse().gc_retention_s
     for v in tuples:
@@ -407,41 +376,6 @@ def replace_partitions(
         _point_to(part_dir, locations[v])
         hfs.collect(part_dir, {version}, retention_s)
     hfs.collect(table_root(table), set(), retention_s)
-
-
-def _set_locations(spark: SparkSession, table: str, columns: tuple[str, ...],
-                   locations: dict[tuple[str, ...], str]) -> None:
-    """Point existing partitions at new locations in one metastore call (``alter_partitions``), so readers
-    see all of them swapped or none; the partitions are looked up by their first column's values."""
-    if not locations:
-        return
-    db, tbl = _split(table)
-    jvm = spark._jvm
-    external = spark._jsparkSession.sessionState().catalog().externalCatalog()
-    to_map = jvm.org.apache.spark.api.python.PythonUtils.toScalaMap
-    some = getattr(jvm, "scala.Option").apply
-    found = {}
-    for first in sorted({v[0] for v in locations}):
-        listed = external.listPartitions(db, tbl, some(to_map({columns[0]: first}))).iterator()
-        while listed.hasNext():
-            part = listed.next()
-            spec = part.spec()
-            value = tuple(str(spec.apply(c)) for c in columns)
-            if value in locations:
-                found[value] = part
-    if set(found) != set(locations):
-        raise RuntimeError(f"{name(table)}: partitions {sorted(set(locations) - set(found))} vanished while "
-                           "being replaced")
-    to_uri = jvm.org.apache.spark.sql.catalyst.catalog.CatalogUtils.stringToURI
-    changed = []
-    for value, part in found.items():
-        st = part.storage()
-        storage = st.copy(some(to_uri(locations[value])), st.inputFormat(), st.outputFormat(), st.serde(),
-                          st.compressed(), st.properties(), st.serdeName())
-        changed.append(part.copy(part.spec(), storage, part.parameters(), part.createTime(), part.lastAccessTime(),
-                                 part.stats()))
-    external.alterPartitions(db, tbl, jvm.org.apache.spark.api.python.PythonUtils.toSeq(changed))
-    spark.catalog.refreshTable(name(table))
 
 
 def live_locations(spark: SparkSession, table: str) -> list[str]:

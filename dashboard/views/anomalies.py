@@ -24,8 +24,8 @@ def _reviews():
 def change_status(line_id: str, status: str, by: str, note: str, invoice_date=None) -> tuple[bool, str]:
     """Record the change in this process, as ``python -m pipeline anomaly`` does (who and when, under the
     warehouse lock): (done, what happened or why not, as one plain sentence)."""
-    from pipeline.io.arrow_tables import TableMissing
     from pipeline.io.lock import WarehouseLockTimeout
+    from pipeline.io.metastore_client import TableMissing
     from pipeline.spark import MetastoreUnavailable
     from pipeline.transforms.anomalies import InvalidTransition
 

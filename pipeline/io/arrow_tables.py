@@ -21,7 +21,6 @@ Dates before 1582-10-15 and timestamps before 1900 are not supported (Spark woul
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import functools
 import io
@@ -37,12 +36,18 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from hmsclient.genthrift.hive_metastore.ttypes import MetaException, NoSuchObjectException, Partition
+from hmsclient.genthrift.hive_metastore.ttypes import MetaException, NoSuchObjectException
 
 from pipeline import config, fs
 from pipeline import warehouse as wh
 from pipeline.io import crash
-from pipeline.io.metastore_client import metastore
+from pipeline.io.metastore_client import (
+    get_table,
+    hadoop_location,
+    metastore,
+    partition_name,
+    swap_partitions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +61,8 @@ HIVE_TYPES = {
 _DECIMAL = re.compile(r"decimal\s*\(\s*(\d+)\s*,\s*(\d+)\s*\)", re.IGNORECASE)
 _NULLABLE = {pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(),
              pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
-_HIVE_ESCAPED = set('"#%\'*/:=?\\\x7f{[]^')
 
 PartitionValue = str | tuple[str, ...]
-
-
-class TableMissing(LookupError):
-    """A table this module reads or publishes is not in the Hive catalog."""
 
 
 # ---------------------------------------------------------------------------------------------- pure logic
@@ -154,19 +154,6 @@ def conform(data: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def hadoop_location(uri: str) -> str:
-    """A location as Hadoop and the metastore write it: ``file:/x`` for ``file:///x``, other URIs unchanged."""
-    return re.sub(r"^file:/+", "file:/", uri)
-
-
-def partition_name(columns: list[str], values: tuple[str, ...]) -> str:
-    """The metastore's name of a partition (``c1=v1/c2=v2``, values escaped as Hive escapes directory names)."""
-    def escape(value: str) -> str:
-        return "".join(f"%{ord(c):02X}" if c in _HIVE_ESCAPED or ord(c) < 0x20 else c for c in value)
-
-    return "/".join(f"{c}={escape(v)}" for c, v in zip(columns, values, strict=True))
-
-
 def versions_to_remove(ages_s: dict[str, float], keep: set[str], retention_s: float) -> list[str]:
     """The version directories among ``ages_s`` (name -> seconds since last modified) that garbage collection
     deletes: not in ``keep`` and older than ``retention_s``."""
@@ -195,13 +182,7 @@ def split_partitions(data: pa.Table, columns: list[str],
 
 
 def _get_table(ms, table: str):
-    """The metastore's record of ``table`` (its location, storage and parameters); ``TableMissing`` if none."""
-    db, tbl = _split(table)
-    try:
-        return ms.get_table(db, tbl)
-    except NoSuchObjectException:
-        raise TableMissing(f"{db}.{tbl} is not in the Hive catalog; `python -m pipeline run` creates the "
-                           "warehouse's tables") from None
+    return get_table(ms, *_split(table))
 
 
 def missing(tables: list[str]) -> list[str]:
@@ -383,24 +364,7 @@ def replace_partitions(pieces: dict[PartitionValue, pd.DataFrame | pa.Table], ta
         locations[values] = fs.join(root, wh._partition_dir(columns, values), version)
         _write_version(locations[values], data, None)
     crash.point("publish.written")
-    db, tbl = _split(table)
-    with metastore() as ms:
-        meta = _get_table(ms, table)
-        names = [partition_name(list(columns), v) for v in by_value]
-        existing = {tuple(p.values): p for p in ms.get_partitions_by_names(db, tbl, names)}
-        new = []
-        for values in by_value:
-            if values not in existing:
-                sd = copy.deepcopy(meta.sd)
-                sd.location = hadoop_location(locations[values])
-                new.append(Partition(values=list(values), dbName=db, tableName=tbl, sd=sd, parameters={}))
-        if new:
-            ms.add_partitions(new)
-            crash.point("publish.partitions_added")
-        for values, part in existing.items():
-            part.sd.location = hadoop_location(locations[values])
-        if existing:
-            ms.alter_partitions(db, tbl, list(existing.values()))
+    swap_partitions(*_split(table), list(columns), locations)
     crash.point("publish.swapped")
     retention_s = config.warehouse().gc_retention_s
     for location in locations.values():

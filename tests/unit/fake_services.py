@@ -11,7 +11,7 @@ from hmsclient.genthrift.hive_metastore.ttypes import NoSuchObjectException, Sto
 
 from pipeline import config, fs
 from pipeline import warehouse as wh
-from pipeline.io import arrow_tables, crash
+from pipeline.io import arrow_tables, crash, metastore_client
 
 
 class FakeMetastore:
@@ -30,7 +30,7 @@ class FakeMetastore:
         root = wh.table_root(table)
         location = root if partitioned else f"{root}/v00000000_initial"
         self.tables[(db, name)] = Table(dbName=db, tableName=name, parameters={"EXTERNAL": "TRUE"},
-                                        sd=StorageDescriptor(location=arrow_tables.hadoop_location(location), cols=[]))
+                                        sd=StorageDescriptor(location=metastore_client.hadoop_location(location), cols=[]))
 
     def get_table(self, db, table):
         if (db, table) not in self.tables:
@@ -59,7 +59,7 @@ class FakeMetastore:
     def get_partitions_by_names(self, db, table, names):
         columns = [c.split()[0] for c in wh.SCHEMAS[db][table]["partition"].split(",")]
         return [p for (d, t, v), p in self.partitions.items()
-                if (d, t) == (db, table) and arrow_tables.partition_name(columns, v) in names]
+                if (d, t) == (db, table) and metastore_client.partition_name(columns, v) in names]
 
     def get_partitions(self, db, table, limit):
         return [p for (d, t, _), p in self.partitions.items() if (d, t) == (db, table)]
@@ -131,6 +131,7 @@ def install(monkeypatch, warehouse_dir, tables: list[str], hdfs: bool = False) -
     fake = FakeMetastore()
     for table in tables:
         fake.create(table)
-    monkeypatch.setattr(arrow_tables, "metastore", lambda: contextlib.nullcontext(fake))
+    for module in (arrow_tables, metastore_client):
+        monkeypatch.setattr(module, "metastore", lambda: contextlib.nullcontext(fake))
     monkeypatch.setattr(crash, "point", lambda name: fake.calls.append(("crash", name)))
     return fake

@@ -16,7 +16,7 @@ import pytest
 from pipeline import config
 from pipeline import warehouse as wh
 from pipeline.io import arrow_tables as at
-from pipeline.io import catalog
+from pipeline.io import catalog, metastore_client
 from pipeline.spark import MetastoreUnavailable
 from tests.unit import fake_services
 
@@ -100,10 +100,10 @@ def test_a_spark_written_file_conforms_to_the_declared_schema():
 
 
 def test_locations_and_partition_names_as_the_metastore_writes_them():
-    assert at.hadoop_location("file:///var/w/t/v1") == "file:/var/w/t/v1"
-    assert at.hadoop_location("hdfs://namenode:8020/w/t/v1") == "hdfs://namenode:8020/w/t/v1"
-    assert at.partition_name(["invoice_date"], ("2010-12-01",)) == "invoice_date=2010-12-01"
-    assert at.partition_name(["a", "b"], ("x:y", "p/q")) == "a=x%3Ay/b=p%2Fq"
+    assert metastore_client.hadoop_location("file:///var/w/t/v1") == "file:/var/w/t/v1"
+    assert metastore_client.hadoop_location("hdfs://namenode:8020/w/t/v1") == "hdfs://namenode:8020/w/t/v1"
+    assert metastore_client.partition_name(["invoice_date"], ("2010-12-01",)) == "invoice_date=2010-12-01"
+    assert metastore_client.partition_name(["a", "b"], ("x:y", "p/q")) == "a=x%3Ay/b=p%2Fq"
 
 
 def test_only_old_versions_that_are_not_kept_are_removed():
@@ -144,9 +144,10 @@ def test_a_partition_is_added_then_swapped_and_read_with_its_value(warehouse):
     second = at.replace_partition(pd.DataFrame({"id": [2, 3], "label": ["b", "c"], "invoice_date": [None, None]}),
                                   f"{DB}.by_day", "2010-12-01")
     calls = [c for c in warehouse.metastore.calls if c[0] != "crash" or c[1] != "publish.written"]
-    assert calls == [("add_partitions", [(["2010-12-01"], at.hadoop_location(first))]),
+    assert calls == [("add_partitions", [(["2010-12-01"], metastore_client.hadoop_location(first))]),
                      ("crash", "publish.partitions_added"), ("crash", "publish.swapped"),
-                     ("alter_partitions", [(["2010-12-01"], at.hadoop_location(second))]), ("crash", "publish.swapped")]
+                     ("alter_partitions", [(["2010-12-01"], metastore_client.hadoop_location(second))]),
+                     ("crash", "publish.swapped")]
     part_dir = warehouse.path / "by_day" / "invoice_date=2010-12-01"
     assert (part_dir / catalog.POINTER).read_text().strip() == second.rsplit("/", 1)[-1]
     assert (part_dir / first.rsplit("/", 1)[-1]).exists()  # replaced, younger than the retention: kept
@@ -163,7 +164,7 @@ def test_partitions_are_added_and_swapped_with_one_metastore_call_each(warehouse
     locations = at.replace_partitions({"2010-12-01": pd.DataFrame({"id": [2], "label": ["b"]}),
                                        "2010-12-02": pd.DataFrame({"id": [3, 4], "label": ["c", "d"]}),
                                        "2010-12-03": pd.DataFrame({"id": [], "label": []})}, f"{DB}.by_day")
-    day = {d: at.hadoop_location(locations[(d,)]) for d in ("2010-12-01", "2010-12-02", "2010-12-03")}
+    day = {d: metastore_client.hadoop_location(locations[(d,)]) for d in ("2010-12-01", "2010-12-02", "2010-12-03")}
     assert warehouse.metastore.calls == [
         ("crash", "publish.written"),
         ("add_partitions", [(["2010-12-02"], day["2010-12-02"]), (["2010-12-03"], day["2010-12-03"])]),
@@ -207,7 +208,7 @@ def test_append_adds_rows_to_the_live_ones(warehouse):
 
 def test_a_missing_table_is_named(warehouse):
     wh.SCHEMAS[DB]["nowhere"] = BY_DAY  # declared, not in the catalog
-    with pytest.raises(at.TableMissing, match=f"{DB}.nowhere is not in the Hive catalog"):
+    with pytest.raises(metastore_client.TableMissing, match=f"{DB}.nowhere is not in the Hive catalog"):
         at.read(f"{DB}.nowhere")
     assert at.missing([f"{DB}.typed", f"{DB}.nowhere", "other_db.x"]) == [f"{DB}.nowhere", "other_db.x"]
 

@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # pytest workers (tests/conftest.py deals whole stacks out to them)
 TEST_WORKERS ?= 2
 
-.PHONY: dashboard run test setup services-start services-stop services-status stop status lint bench bench-backfill bench-marts bench-dashboard bench-simulate clean
+.PHONY: dashboard run test setup services-start services-stop services-status stop status lint bench bench-backfill bench-marts bench-dashboard bench-simulate bench-floor clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,9 @@ bench-dashboard: setup
 
 bench-simulate: setup
 	$(PY) -m bench.simulate $(ARGS)
+
+bench-floor: setup
+	$(PY) -m bench.floor $(ARGS)
 
 clean:
 	-$(PY) -m pipeline services stop

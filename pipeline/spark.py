@@ -111,6 +111,7 @@ def get_spark(app_name: str = "ecommerce-pipeline", archive_opts: str | None = N
         .config("spark.ui.showConsoleProgress", "false")
         .config(map=METASTORE_FILTER_CONF)
         .config(map=LOCAL_FS_CONF)
+        .config("spark.sql.sources.parallelPartitionDiscovery.threshold", str(sp.listing_parallel_above))
         .config("spark.driver.host", sp.driver_host)
         .config("spark.driver.bindAddress", sp.driver_host)
         .config("spark.sql.adaptive.enabled", "true")

@@ -29,8 +29,8 @@ class FakeMetastore:
         partitioned = "partition" in wh.SCHEMAS[db][name]
         root = wh.table_root(table)
         location = root if partitioned else f"{root}/v00000000_initial"
-        self.tables[(db, name)] = Table(dbName=db, tableName=name, parameters={"EXTERNAL": "TRUE"},
-                                        sd=StorageDescriptor(location=metastore_client.hadoop_location(location), cols=[]))
+        sd = StorageDescriptor(location=metastore_client.hadoop_location(location), cols=[])
+        self.tables[(db, name)] = Table(dbName=db, tableName=name, parameters={"EXTERNAL": "TRUE"}, sd=sd)
 
     def get_table(self, db, table):
         if (db, table) not in self.tables:

@@ -79,6 +79,7 @@ def test_cluster_profile_resolves_every_setting_to_the_cluster_services():
     changed = {k for k in got["settings"] if got["settings"][k] != embedded["settings"][k]}
     assert changed <= {"pipeline.config.state.dir", "pipeline.config.warehouse.root", "pipeline.config.spark.master",
                        "pipeline.config.spark.shuffle_partitions", "pipeline.config.spark.driver_host",
+                       "pipeline.config.spark.listing_parallel_above",
                        "pipeline.config.metastore.uri", "pipeline.config.metastore.db",
                        "pipeline.config.metastore.db_url", "pipeline.config.hiveserver2.host",
                        "pipeline.config.scheduler_ui.host", "pipeline.tasks.quality.sla.task_history_db",

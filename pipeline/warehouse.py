@@ -333,10 +333,6 @@ def _partition_dir(columns: tuple[str, ...], value: tuple[str, ...]) -> str:
     return "/".join(f"{c}={v}" for c, v in zip(columns, value, strict=True))
 
 
-def _partition_spec(columns: tuple[str, ...], value: tuple[str, ...]) -> str:
-    return ", ".join(f"{c}='{v}'" for c, v in zip(columns, value, strict=True))
-
-
 def replace_partitions(
     spark: SparkSession, df: DataFrame, table: str, column: str | tuple[str, ...], values: list[PartitionValue]
 ) -> None:

@@ -22,6 +22,7 @@ from pipeline import warehouse as wh
 from pipeline.io import arrow_tables, crash
 from pipeline.runtime import clock
 from pipeline.transforms import masters, records, transactions
+from pipeline.transforms.columns import in_values
 
 log = logging.getLogger(__name__)
 
@@ -289,7 +290,7 @@ def load_transaction_batches(spark: SparkSession, batches: list[Batch]) -> dict[
             raise NothingLostViolation(f"{f.batch.batch_id}: {len(f.records)} records read, "
                                        f"{counts[f.batch.batch_id]['rows_received']} classified")
     check_nothing_lost(counts)
-    previous = wh.read(spark, "transactions_quarantine").where(F.col("batch_id").isin(ids)).cache()
+    previous = wh.read(spark, "transactions_quarantine").where(in_values("batch_id", ids)).cache()
     resolved = previous.where(F.col("resolved_at").isNotNull())
     previous_lines, resolved_lines = previous.agg(F.count(F.lit(1)), F.count("resolved_at")).first()
     released = None
@@ -466,11 +467,11 @@ def refresh_audit_counts(spark: SparkSession, batch_ids: list[str]) -> None:
     rows in ``transactions_raw`` (released ones have ``released_on``), open lines in the quarantine."""
     if not batch_ids:
         return
-    audit = wh.read(spark, "batch_audit").where(F.col("batch_id").isin(batch_ids))
-    raw = wh.read(spark, "transactions_raw").where(F.col("batch_id").isin(batch_ids)).groupBy("batch_id").agg(
+    audit = wh.read(spark, "batch_audit").where(in_values("batch_id", batch_ids))
+    raw = wh.read(spark, "transactions_raw").where(in_values("batch_id", batch_ids)).groupBy("batch_id").agg(
         F.count(F.lit(1)).alias("rows_loaded"), F.count("released_on").alias("rows_released"))
     open_lines = wh.read(spark, "transactions_quarantine").where(
-        F.col("batch_id").isin(batch_ids) & F.col("resolved_at").isNull()
+        in_values("batch_id", batch_ids) & F.col("resolved_at").isNull()
     ).groupBy("batch_id").agg(F.count(F.lit(1)).alias("rows_quarantined"))
     counted = ("rows_loaded", "rows_quarantined", "rows_released")
     changed = (audit.drop(*counted).join(raw, "batch_id", "left").join(open_lines, "batch_id", "left")
@@ -512,7 +513,7 @@ def retry_quarantine(spark: SparkSession, retry_date: dt.date) -> dict[str, int]
                                                            F.col("resolved_at").alias("_resolved_at"))
     ids = sorted(set(released_counts) | {r.batch_id for r in earlier.select("batch_id").distinct().collect()})
     if ids:
-        kept = wh.read(spark, "transactions_raw").where(F.col("batch_id").isin(ids)) \
+        kept = wh.read(spark, "transactions_raw").where(in_values("batch_id", ids)) \
             .where(F.col("released_on").isNull() | (F.col("released_on") != day))
         first_release = released.join(earlier, ["batch_id", "raw_line"], "left") \
             .withColumn("ingested_at", F.coalesce("_resolved_at", F.lit(now)))
@@ -521,7 +522,7 @@ def retry_quarantine(spark: SparkSession, retry_date: dt.date) -> dict[str, int]
                               "batch_id", ids)
         crash.point("retry.raw_published")
         publish_invoice_dates(spark, transactions.invoice_dates(wh.read(spark, "transactions_raw")
-                                                                .where(F.col("batch_id").isin(ids))), ids)
+                                                                .where(in_values("batch_id", ids))), ids)
     outcome = classified.select("batch_id", "raw_line", F.col("outcome").alias("_outcome"),
                                 F.col("reason_code").alias("_reason"), F.col("reason_detail").alias("_detail"))
     tried = F.col("_outcome").isNotNull()

@@ -40,6 +40,7 @@ from pipeline.tasks.ingest import (
 )
 from pipeline.transforms import publication, star
 from pipeline.transforms.alerting import Alert
+from pipeline.transforms.columns import in_values
 
 log = logging.getLogger(__name__)
 progress = logging.getLogger("pipeline.progress")
@@ -155,10 +156,6 @@ def dw_spark():
     return spark
 
 
-def _dates_col(column: str, dates: list[dt.date]):
-    return F.col(column).isin([F.lit(d) for d in dates])
-
-
 def input_revisions(spark, dates: list[dt.date] | None = None) -> dict[dt.date, str]:
     """Per invoice date, a digest of the batches carrying its lines and their row counts.
 
@@ -166,7 +163,7 @@ def input_revisions(spark, dates: list[dt.date] | None = None) -> dict[dt.date, 
     """
     index = wh.read(spark, "batch_invoice_dates")
     if dates is not None:
-        index = index.where(_dates_col("invoice_date", dates))
+        index = index.where(in_values("invoice_date", dates))
     parts = index.groupBy("invoice_date").agg(F.sort_array(F.collect_list(
         F.concat_ws(":", "batch_id", F.col("rows_loaded").cast("string")))).alias("parts")).collect()
     return {r.invoice_date: hashlib.sha1("|".join(r.parts).encode()).hexdigest()[:12] for r in parts}
@@ -181,13 +178,13 @@ def fact_rows(day: dt.date) -> int | None:
 def lines_for_dates(spark, dates: list[dt.date]) -> DataFrame:
     """The loaded raw lines with an invoice date in ``dates``, read only from the batches that carry them."""
     batches = [r.batch_id for r in wh.read(spark, "batch_invoice_dates")
-               .where(_dates_col("invoice_date", dates)).select("batch_id").distinct().collect()]
-    return (wh.read(spark, "transactions_raw").where(F.col("batch_id").isin(batches))
-            .where(F.to_date("invoice_ts").isin([F.lit(d) for d in dates])))
+               .where(in_values("invoice_date", dates)).select("batch_id").distinct().collect()]
+    return (wh.read(spark, "transactions_raw").where(in_values("batch_id", batches))
+            .where(in_values("to_date(invoice_ts)", dates)))
 
 
 def read_dates(spark, table: str, dates: list[dt.date], column: str = "invoice_date") -> DataFrame:
-    return wh.read(spark, table).where(_dates_col(column, dates))
+    return wh.read(spark, table).where(in_values(column, dates))
 
 
 class DimDate(luigi.Task):
@@ -485,7 +482,7 @@ class MartCustomerPurchaseHistory(_DailyTable):
             read_dates(spark, f"{DW}.fact_sales", dates), wh.read(spark, f"{DW}.dim_customer"),
             wh.read(spark, f"{DW}.dim_product"), wh.read(spark, f"{DW}.dim_country"))
         kept = read_dates(spark, self.table, self.months(dates), "invoice_month") \
-            .where(~_dates_col("invoice_date", dates))
+            .where(~in_values("invoice_date", dates))
         return kept.unionByName(star.purchase_history_layout(new, HISTORY_BUCKETS))
 
 

@@ -38,6 +38,7 @@ from pipeline.transforms import anomalies as an
 from pipeline.transforms import records
 from pipeline.transforms import sla as sla_rules
 from pipeline.transforms.alerting import Alert
+from pipeline.transforms.columns import in_values
 
 log = logging.getLogger(__name__)
 
@@ -303,11 +304,11 @@ def failing_rows(spark, check: dict, days: list[dt.date], touched: dict[dt.date,
                        for day, batches in touched.items()}
         batches = _batches_of(spark, touched)
         all_batches = sorted({b for bs in touched.values() for b in bs})
-        audit = wh.read(spark, "batch_audit").where(F.col("batch_id").isin(all_batches)).join(batches, "batch_id")
+        audit = wh.read(spark, "batch_audit").where(in_values("batch_id", all_batches)).join(batches, "batch_id")
         if kind == "batch_encoding":
             return checks.batch_encoding(audit, list(records.UTF8_ENCODINGS), by=["day"])
         if kind == "batch_rows":
-            raw = wh.read(spark, "transactions_raw").where(F.col("batch_id").isin(all_batches))
+            raw = wh.read(spark, "transactions_raw").where(in_values("batch_id", all_batches))
             return checks.batch_rows(audit, raw.groupBy("batch_id").agg(F.count(F.lit(1)).alias("rows")),
                                      by=["day"])
         files = audit.select("batch_id", "source_files").distinct().collect()

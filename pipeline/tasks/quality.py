@@ -401,7 +401,9 @@ def dated(check: dict) -> bool:
     return check["scope"] == "date" or check["type"] not in ROW_CHECKS
 
 
-DATES_PER_JOB = 32  # a backfill checks its dates in jobs of this many (one result query and one write each)
+# a backfill checks its dates in jobs of this many, one result query and one write each: a year's 305 dates took
+# 84-88 s in jobs of 32 dates and 22.4-22.6 s in one job
+DATES_PER_JOB = 366
 
 
 class DataQualityChecks(_DailyTable):

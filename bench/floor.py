@@ -34,8 +34,6 @@ from pyspark.sql import functions as F
 from bench.stack import bench_stack
 from pipeline.tasks.base import write_marker, writes_warehouse
 
-log = logging.getLogger(__name__)
-
 TABLE = "bench_floor.one_row"
 SPEC = {"one_row": {"columns": "value BIGINT", "partition": "invoice_date DATE",
                     "grain": "one row per date (the floor benchmark's table)"}}

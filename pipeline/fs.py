@@ -8,9 +8,11 @@ calls to the namenode, so the pipeline needs no Hadoop command-line tools.
 
 from __future__ import annotations
 
+import datetime as dt
 import getpass
 import json
 import os
+import shutil
 import uuid
 from pathlib import Path
 from urllib.parse import urlparse
@@ -114,6 +116,34 @@ def listdir(uri: str) -> list[str]:
         return sorted(client.list(path)) if client.status(path, strict=False) else []
     path = Path(local_path(uri))
     return sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+
+
+def ages_s(uri: str) -> dict[str, float]:
+    """Seconds since each child of a directory was last modified, by the file system's clock; {} when it does
+    not exist."""
+    now = dt.datetime.now(dt.UTC).timestamp()
+    if urlparse(uri).scheme == "hdfs":
+        client, path = webhdfs(uri).client, urlparse(uri).path
+        if not client.status(path, strict=False):
+            return {}
+        return {name: now - st["modificationTime"] / 1000 for name, st in client.list(path, status=True)}
+    path = local_path(uri)
+    if not os.path.isdir(path):
+        return {}
+    with os.scandir(path) as entries:
+        return {e.name: now - e.stat(follow_symlinks=False).st_mtime for e in entries}
+
+
+def delete(uri: str) -> None:
+    """Remove a file or a directory with everything in it; nothing when it does not exist."""
+    if urlparse(uri).scheme == "hdfs":
+        webhdfs(uri).client.delete(urlparse(uri).path, recursive=True)
+        return
+    path = local_path(uri)
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.remove(path)
 
 
 def write_json(uri: str | luigi.target.FileSystemTarget, payload: dict) -> None:

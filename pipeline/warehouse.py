@@ -19,8 +19,6 @@ import datetime as dt
 import logging
 import os
 import re
-import shutil
-import time
 import uuid
 from urllib.parse import urlparse
 
@@ -235,8 +233,8 @@ class HadoopFS:
             raise OSError(f"rename {src} -> {dst} failed")
 
     def children(self, uri: str) -> list[str]:
-        if (local := self._local(uri)) is not None:
-            return sorted(os.listdir(local)) if os.path.isdir(local) else []
+        if self._local(uri) is not None:
+            return fs.listdir(uri)
         p = self.path(uri)
         fsys = self._fs(p)
         if not fsys.exists(p):
@@ -245,11 +243,8 @@ class HadoopFS:
 
     def delete(self, uri: str) -> None:
         """Delete a file or a directory with its content; nothing when it does not exist."""
-        if (local := self._local(uri)) is not None:
-            if os.path.isdir(local) and not os.path.islink(local):
-                shutil.rmtree(local)
-            elif os.path.lexists(local):
-                os.remove(local)
+        if self._local(uri) is not None:
+            fs.delete(uri)
             return
         p = self.path(uri)
         self._fs(p).delete(p, True)
@@ -258,13 +253,8 @@ class HadoopFS:
         """Seconds since each child of ``uri`` was last modified, by the file system's clock. A local directory
         is listed by this process (a table's root holds a child per partition: through the JVM, that is three
         calls per child)."""
-        if urlparse(uri).scheme in ("", "file"):
-            try:
-                entries = list(os.scandir(fs.local_path(uri)))
-            except (FileNotFoundError, NotADirectoryError):
-                return {}
-            now_s = time.time()
-            return {e.name: now_s - e.stat(follow_symlinks=False).st_mtime for e in entries}
+        if self._local(uri) is not None:
+            return fs.ages_s(uri)
         p = self.path(uri)
         fsys = self._fs(p)
         if not fsys.exists(p):

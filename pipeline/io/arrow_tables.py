@@ -21,13 +21,11 @@ Dates before 1582-10-15 and timestamps before 1900 are not supported (Spark woul
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import io
 import logging
 import os
 import re
-import shutil
 import uuid
 from decimal import ROUND_HALF_UP, Decimal
 from urllib.parse import urlparse
@@ -202,43 +200,16 @@ def missing(tables: list[str]) -> list[str]:
     return out
 
 
-def _ages_s(uri: str) -> dict[str, float]:
-    """Seconds since each child of ``uri`` was last modified, by the file system's clock."""
-    now = dt.datetime.now(dt.UTC).timestamp()
-    if urlparse(uri).scheme == "hdfs":
-        client, path = fs.webhdfs(uri).client, urlparse(uri).path
-        if not client.status(path, strict=False):
-            return {}
-        return {name: now - st["modificationTime"] / 1000 for name, st in client.list(path, status=True)}
-    path = fs.local_path(uri)
-    if not os.path.isdir(path):
-        return {}
-    with os.scandir(path) as entries:
-        return {e.name: now - e.stat(follow_symlinks=False).st_mtime for e in entries}
-
-
-def _delete(uri: str) -> None:
-    """Remove a file or a directory with everything in it."""
-    if urlparse(uri).scheme == "hdfs":
-        fs.webhdfs(uri).client.delete(urlparse(uri).path, recursive=True)
-        return
-    path = fs.local_path(uri)
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
-    elif os.path.lexists(path):
-        os.remove(path)
-
-
 def collect(parent: str, keep: set[str], retention_s: float) -> list[str]:
     """Delete the version directories of ``parent`` not in ``keep`` and older than ``retention_s``, and staging
     leftovers as old (what ``warehouse.HadoopFS.collect`` does, without a JVM)."""
-    removed = versions_to_remove(_ages_s(parent), keep, retention_s)
+    removed = versions_to_remove(fs.ages_s(parent), keep, retention_s)
     for name in removed:
-        _delete(fs.join(parent, name))
+        fs.delete(fs.join(parent, name))
     staging = fs.join(parent, wh.STAGING)
-    for name, age in _ages_s(staging).items():
+    for name, age in fs.ages_s(staging).items():
         if age > retention_s:
-            _delete(fs.join(staging, name))
+            fs.delete(fs.join(staging, name))
             removed.append(f"{wh.STAGING}/{name}")
     return removed
 

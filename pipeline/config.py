@@ -87,9 +87,10 @@ class spark(luigi.Config):
     class_archive_dir = luigi.Parameter(default="", description="where the archive is kept ('' = "
                                         "$XDG_CACHE_HOME/ecommerce-dw or ~/.cache/ecommerce-dw)")
     driver_java_options = luigi.Parameter(
-        default="-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+        default="-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:ReservedCodeCacheSize=240m",
         description="JVM options of the Spark driver: a driver runs short tasks of small queries, where the "
-                    "quick JIT compiler alone and the serial collector leave the CPUs to the work")
+                    "quick JIT compiler alone and the serial collector leave the CPUs to the work; room for "
+                    "the compiled code of a long run (the quick compiler alone reserves only 48 MB)")
     driver_publish_max_rows = luigi.IntParameter(
         default=200_000, description="a date's purchase-history month is collected to the driver and published "
                                      "from there (Arrow) up to this many rows; beyond, by a Spark write job")

@@ -83,6 +83,8 @@ def run_pipeline(stack, crash_at: str = "", timeout: float = 1200) -> subprocess
 def finish(stack) -> None:
     proc = run_pipeline(stack)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # the driver's JVM keeps compiling through a run ([spark] driver_java_options reserves room for its code)
+    assert "CodeCache is full" not in proc.stdout + proc.stderr
 
 
 def published_tables(stack) -> dict[str, Counter]:

@@ -26,7 +26,8 @@ def test_a_trained_archive_is_complete_and_the_next_driver_loads_classes_from_it
     assert driver.returncode == 0, driver.stderr[-3000:]
     assert "DATABASES" in driver.stdout
     jvm_options = next(line for line in driver.stdout.splitlines() if line.startswith("JVM_OPTIONS")).split()
-    assert {"-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"} <= set(jvm_options)  # [spark] driver_java_options
+    # [spark] driver_java_options
+    assert {"-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-XX:ReservedCodeCacheSize=240m"} <= set(jvm_options)
     lines = class_log.read_text().splitlines()
     from_archive = [line for line in lines if "source: shared objects file (top)" in line]
     assert len(from_archive) > 1000, f"{len(from_archive)} of {len(lines)} classes came from the archive"

@@ -78,7 +78,8 @@ def classify_lines(
     """Decide the fate of every received line: ``loaded``, ``quarantined`` (with a reason) or ``duplicate``.
 
     ``lines``: one row per received record, ``LINE_COLUMNS`` (the eight source fields as text, and the
-    reason a record could not be split into them), optionally ``masters_date`` and the batch's
+    reason a record could not be split into them), optionally ``is_duplicate`` (else ``mark_duplicates``
+    finds the repeated records), ``masters_date`` and the batch's
     ``window_start, window_end``: a line dated after the window's end (plus ``date_range``'s tolerance) or
     too long before its start is ``OUT_OF_RANGE_DATE``.
 
@@ -90,7 +91,7 @@ def classify_lines(
     Cancellations, negative quantities, zero or negative prices and non-product codes are business
     events: they are loaded and flagged, never quarantined. Grain: one row per received line.
     """
-    typed = type_fields(mark_duplicates(lines))
+    typed = type_fields(lines if "is_duplicate" in lines.columns else mark_duplicates(lines))
     for column, kind in (("masters_date", "date"), ("window_start", "timestamp"), ("window_end", "timestamp")):
         if column not in typed.columns:
             typed = typed.withColumn(column, F.lit(None).cast(kind))
@@ -164,12 +165,13 @@ def classify_lines(
     non_product = F.lit(False)
     for pattern in non_product_patterns:
         non_product = non_product | F.col("_stock_code").like(pattern)
-    return joined.select(
+    # the reason is evaluated once per line (a column of its own), not once per column derived from it
+    return joined.withColumn("_reason", F.when(~F.col("is_duplicate"), reason)).select(
         "batch_id", "source_file", "raw_line", *SOURCE_FIELDS,
         F.when(F.col("is_duplicate"), F.lit("duplicate"))
-        .when(reason.isNotNull(), F.lit("quarantined")).otherwise(F.lit("loaded")).alias("outcome"),
-        F.when(~F.col("is_duplicate"), reason["code"]).alias("reason_code"),
-        F.when(~F.col("is_duplicate"), reason["detail"]).alias("reason_detail"),
+        .when(F.col("_reason").isNotNull(), F.lit("quarantined")).otherwise(F.lit("loaded")).alias("outcome"),
+        F.col("_reason.code").alias("reason_code"),
+        F.col("_reason.detail").alias("reason_detail"),
         F.col("_invoice_no").alias("invoice_no_clean"),
         F.col("_stock_code").alias("stock_code_clean"),
         F.nullif(F.trim("description"), F.lit("")).alias("description_clean"),

@@ -5,6 +5,9 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
+from pipeline import load
+from pipeline.replay import HEADER
+from pipeline.transforms import records
 from pipeline.transforms import transactions as tx
 from tests.unit.received import received
 
@@ -111,20 +114,44 @@ def test_quoted_commas_stay_in_the_description(spark):
     assert row.outcome == "loaded" and row.description_clean == "SET OF 3, RED"
 
 
-def test_exact_duplicates_are_dropped_and_counted_per_batch(spark):
+def read_by_loader(spark, files: dict[str, list[str]]):
+    """The records of one landed file per batch as the loader frames them, duplicates flagged while read."""
+    landed = []
+    for batch, lines in files.items():
+        parsed = records.parse_file("\n".join([HEADER, *lines]) + "\n", records.TRANSACTION_COLUMNS, 65536)
+        window = dt.datetime(2010, 12, 1, 8)
+        landed.append((batch, load.Landed(load.Batch(batch, "transactions", f"file:///landing/{batch}.csv", window,
+                                                     window + dt.timedelta(hours=4)), parsed.records, "utf-8", ())))
+    return load.records_frame(spark, landed, "batch_id", tx.SOURCE_FIELDS, flag_duplicates=True)
+
+
+def classified_lines(spark, files: dict[str, list[str]], flagged_by: str):
+    """``classify_lines`` of the files' lines, their duplicates found by ``mark_duplicates`` or by the loader."""
+    if flagged_by == "loader":
+        df = read_by_loader(spark, files)
+    else:
+        df = received(spark, [(batch, line) for batch, lines in files.items() for line in lines])
+    products = spark.createDataFrame(PRODUCTS, "stock_code STRING")
+    countries = spark.createDataFrame(COUNTRIES, "source_country_name STRING, country_code STRING")
+    return tx.classify_lines(df, products, countries, NON_PRODUCT)
+
+
+@pytest.mark.parametrize("flagged_by", ["mark_duplicates", "loader"])
+def test_exact_duplicates_are_dropped_and_counted_per_batch(spark, flagged_by):
     other = GOOD.replace(",6,", ",7,")
-    classified = classify(spark, GOOD, GOOD, GOOD, other, "garbage")
+    classified = classified_lines(spark, {"tx_20101201_08": [GOOD, GOOD, GOOD, other, "garbage"]}, flagged_by)
     counts = tx.batch_counts(classified)
     expected = spark.createDataFrame([("tx_20101201_08", 5, 2, 1, 2)],
                                      "batch_id STRING, rows_received LONG, rows_loaded LONG, "
                                      "rows_quarantined LONG, rows_duplicate LONG")
     assertDataFrameEqual(counts, expected)
+    assert sorted(r.quantity for r in classified.where("outcome = 'loaded'").collect()) == ["6", "7"]
 
 
-def test_same_line_in_two_batches_is_not_a_duplicate(spark):
-    a = classify(spark, GOOD, batch="tx_20101201_08")
-    b = classify(spark, GOOD, batch="tx_20101201_12")
-    assert [r.outcome for r in a.union(b).collect()] == ["loaded", "loaded"]
+@pytest.mark.parametrize("flagged_by", ["mark_duplicates", "loader"])
+def test_same_line_in_two_batches_is_not_a_duplicate(spark, flagged_by):
+    classified = classified_lines(spark, {"tx_20101201_08": [GOOD], "tx_20101201_12": [GOOD]}, flagged_by)
+    assert [r.outcome for r in classified.collect()] == ["loaded", "loaded"]
 
 
 def test_merge_quarantine_keeps_history_of_reloaded_lines(spark):

@@ -29,7 +29,7 @@ class RefusedFile(ValueError):
     encoding: str | None = None  # what the file was decoded as, when the reader knows
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Record:
     """One record of a feed file: its text as landed and its fields by column, or why it has none.
 

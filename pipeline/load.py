@@ -296,7 +296,8 @@ def load_transaction_batches(spark: SparkSession, batches: list[Batch]) -> dict[
     products, countries = _masters_for_fk(spark)
     # computed once and kept as serialized rows, not as a columnar cache, and later queries plan from those rows:
     # a 1M-line day's classification and counts took 20.1 s cached (driver peak 1.76 GB), 10.4 s so (1.73 GB;
-    # 12.7 s and 2.22 GB as deserialized rows, Spark's default for a local checkpoint)
+    # 12.7 s and 2.22 GB as deserialized rows, Spark's default for a local checkpoint). On a cluster, an executor
+    # lost before the batches are published fails the task (the rows have no lineage), and Luigi runs it again
     classified = transactions.classify_lines(
         lines_frame(spark, [f for f in landed if not f.rejected]), products, countries, non_product_patterns(),
         date_range()).localCheckpoint(storageLevel=StorageLevel.MEMORY_AND_DISK)

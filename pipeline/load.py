@@ -237,14 +237,13 @@ def records_frame(spark: SparkSession, files: list[tuple[str, Landed]], key: str
             if flag_duplicates:
                 duplicate.append(r.raw in earlier)
                 earlier.add(r.raw)
-    schema = [(c, pa.string()) for c in names]
+    schema = pa.schema([(c, pa.string()) for c in names] + ([("is_duplicate", pa.bool_())] if flag_duplicates else []))
     if flag_duplicates:
         columns["is_duplicate"] = duplicate
-        schema.append(("is_duplicate", pa.bool_()))
     if not columns[key]:
-        return spark.createDataFrame([], ", ".join(f"{c} {'BOOLEAN' if t == pa.bool_() else 'STRING'}"
-                                                   for c, t in schema))
-    return spark.createDataFrame(pa.table(columns, schema=pa.schema(schema)))
+        return spark.createDataFrame([], ", ".join(f"{c} STRING" for c in names)
+                                     + (", is_duplicate BOOLEAN" if flag_duplicates else ""))
+    return spark.createDataFrame(pa.table(columns, schema=schema))
 
 
 def lines_frame(spark: SparkSession, landed: list[Landed]) -> DataFrame:

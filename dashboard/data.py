@@ -16,6 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from pipeline import config
+from pipeline.transforms import anomaly_status
 
 log = logging.getLogger(__name__)
 TTL_S = 300  # marts are published every 4 hours; an analyst sees them at most 5 minutes late
@@ -206,7 +207,7 @@ def rfm_segments(as_of: dt.date) -> pd.DataFrame:
     return df
 
 
-ANOMALY_STATUSES = ("NEW", "ACKNOWLEDGED", "RESOLVED", "FALSE_POSITIVE")
+ANOMALY_STATUSES = anomaly_status.STATUSES
 
 
 def anomalies(statuses: list[str], limit: int = 500) -> pd.DataFrame:

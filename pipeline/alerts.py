@@ -26,6 +26,7 @@ import luigi
 import luigi.notifications
 import pandas as pd
 
+from pipeline import schemas
 from pipeline import warehouse as wh
 from pipeline.io import arrow_tables, crash
 from pipeline.runtime import clock
@@ -36,14 +37,7 @@ log = logging.getLogger(__name__)
 MART = "ecommerce_mart"
 TABLE = f"{MART}.alerts"
 WEBHOOK_ENV = "ECOM_ALERT_WEBHOOK_URL"
-wh.SCHEMAS.setdefault(MART, {})["alerts"] = {
-    "grain": "one row per alert and channel it was delivered on (or failed to be)",
-    "columns": """alert_id STRING, batch_id STRING, kind STRING, severity STRING, subject STRING, body STRING,
-        channel STRING, dedupe_key STRING, alert_condition STRING, created_at TIMESTAMP, sent_at TIMESTAMP,
-        delivery_status STRING, attempts INT, error STRING""",
-}
-COLUMNS = ["alert_id", "batch_id", "kind", "severity", "subject", "body", "channel", "dedupe_key",
-           "alert_condition", "created_at", "sent_at", "delivery_status", "attempts", "error"]
+COLUMNS = schemas.column_names(TABLE)
 
 
 class alerts(luigi.Config):

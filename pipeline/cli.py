@@ -153,17 +153,16 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _anomaly(args: argparse.Namespace) -> int:
-    from pipeline.io.metastore_client import TableMissing
-    from pipeline.spark import MetastoreUnavailable
-    from pipeline.tasks import quality
-    from pipeline.transforms import anomalies
+    from pipeline.io import anomaly_review
+    from pipeline.io.metastore_client import MetastoreUnavailable, TableMissing
+    from pipeline.transforms.anomaly_status import InvalidTransition
 
     try:
-        change = quality.set_status(args.line_id, args.status, args.by, args.note)
-    except (anomalies.InvalidTransition, quality.UnknownAnomaly, MetastoreUnavailable, TableMissing) as exc:
+        change = anomaly_review.set_status(args.line_id, args.status, args.by, args.note)
+    except (InvalidTransition, anomaly_review.UnknownAnomaly, MetastoreUnavailable, TableMissing) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(quality.describe_change(change))
+    print(anomaly_review.describe_change(change))
     return 0
 
 
@@ -258,8 +257,8 @@ def _recovery(action, what: str) -> int:
 
     from pipeline.io.catalog import CatalogLost
     from pipeline.io.lock import WarehouseLockTimeout
+    from pipeline.io.metastore_client import MetastoreUnavailable
     from pipeline.runtime.backup import BackupError
-    from pipeline.spark import MetastoreUnavailable
 
     details = logging.getLogger("pipeline.runtime.backup")
     out = sys.stdout
@@ -361,7 +360,6 @@ def _gc(args: argparse.Namespace) -> int:
     from pipeline import warehouse as wh
     from pipeline.io import lock
     from pipeline.spark import get_spark
-    from pipeline.tasks import quality, sla  # noqa: F401  (their tables join warehouse.SCHEMAS)
 
     retention_s = config.warehouse().gc_retention_s if args.retention_s is None else args.retention_s
     with lock.warehouse_lock("python -m pipeline gc"):

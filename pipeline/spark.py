@@ -9,11 +9,14 @@ import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from pyspark.sql import SparkSession
-
 from pipeline import class_archive, config
+from pipeline.io.metastore_client import MetastoreUnavailable
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +38,6 @@ METASTORE_FILTER_CONF = {
 # a new version directory and never rewritten, and the tables published from the driver (Arrow) have none
 # either. A year's ingestion writes 1,830 partition files: 14-16 s with checksums, 9-11 s without.
 LOCAL_FS_CONF = {"spark.hadoop.fs.file.impl": "org.apache.hadoop.fs.RawLocalFileSystem"}
-
-
-class MetastoreUnavailable(RuntimeError):
-    """The configured Hive metastore cannot be reached; no Spark session falls back to a private catalog."""
 
 
 def check_metastore(uri: str, timeout_s: float = 5.0) -> None:
@@ -84,6 +83,8 @@ def get_spark(app_name: str = "ecommerce-pipeline", archive_opts: str | None = N
     global _session
     if _session is not None and _session._jsc is not None and not _session._jsc.sc().isStopped():
         return _session
+    from pyspark.sql import SparkSession
+
     config.load_profile()
     ms, sp = config.metastore(), config.spark()
     check_metastore(ms.uri, ms.connect_timeout_s)

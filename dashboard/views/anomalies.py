@@ -6,41 +6,32 @@ import streamlit as st
 
 from dashboard import data
 from pipeline import config
+from pipeline.io import anomaly_review
+from pipeline.io.lock import WarehouseLockTimeout
+from pipeline.io.metastore_client import MetastoreUnavailable, TableMissing
+from pipeline.transforms.anomaly_status import TRANSITIONS, InvalidTransition
 
 log = logging.getLogger(__name__)
 
-NEXT = {"NEW": ["ACKNOWLEDGED", "RESOLVED", "FALSE_POSITIVE"], "ACKNOWLEDGED": ["RESOLVED", "FALSE_POSITIVE"]}
+NEXT = {status: list(allowed) for status, allowed in TRANSITIONS.items() if allowed}
 LOCK_WAIT_S = 30.0  # a review waits this long for a pipeline run holding the warehouse lock, then says so
-
-
-def _reviews():
-    """The module that records status changes (``pipeline.tasks.quality``; its first import takes about a
-    second, so the page imports it once the table is on screen)."""
-    from pipeline.tasks import quality
-
-    return quality
 
 
 def change_status(line_id: str, status: str, by: str, note: str, invoice_date=None) -> tuple[bool, str]:
     """Record the change in this process, as ``python -m pipeline anomaly`` does (who and when, under the
     warehouse lock): (done, what happened or why not, as one plain sentence)."""
-    from pipeline.io.lock import WarehouseLockTimeout
-    from pipeline.io.metastore_client import TableMissing
-    from pipeline.spark import MetastoreUnavailable
-    from pipeline.transforms.anomalies import InvalidTransition
-
-    quality = _reviews()
     config.load_profile()
     try:
-        change = quality.set_status(line_id, status, by, note, invoice_date=invoice_date, lock_timeout_s=LOCK_WAIT_S)
-    except (InvalidTransition, quality.UnknownAnomaly, TableMissing, MetastoreUnavailable,
+        change = anomaly_review.set_status(line_id, status, by, note, invoice_date=invoice_date,
+                                           lock_timeout_s=LOCK_WAIT_S)
+    except (InvalidTransition, anomaly_review.UnknownAnomaly, TableMissing, MetastoreUnavailable,
             WarehouseLockTimeout) as exc:
         return False, str(exc)
     except Exception as exc:  # noqa: BLE001  (the page shows a sentence, never a stack trace)
         log.exception("status change of anomaly %s to %s by %s failed", line_id, status, by)
         return False, (f"The change was not recorded: {type(exc).__name__}. Details are in the dashboard's log; "
                        "try again, or use `python -m pipeline anomaly`.")
-    return True, quality.describe_change(change)
+    return True, anomaly_review.describe_change(change)
 
 
 def render() -> None:
@@ -55,7 +46,6 @@ def render() -> None:
     open_lines = flagged[flagged["status"].isin(list(NEXT))]
     if open_lines.empty:
         return
-    _reviews()
     st.subheader("Review a line")
     with st.form("review"):
         line_id = st.selectbox("Line", open_lines["line_id"].unique().tolist(), key="review_line")

@@ -13,7 +13,7 @@ the locations (``alter_table``; ``add_partitions`` for new partitions, ``publish
 versions older than ``[warehouse] gc_retention_s``. Callers hold the warehouse lock.
 
 Spark tasks and HiveServer2 read these files as they read their own because the Arrow schema is the table's
-declared columns (``warehouse.SCHEMAS``): names lower-case, DECIMAL(p,s) as decimal128(p,s), TIMESTAMP as
+declared columns (``pipeline.schemas``): names lower-case, DECIMAL(p,s) as decimal128(p,s), TIMESTAMP as
 microseconds adjusted to UTC, DATE as date32. In pandas, timestamps are naive UTC (as in the pipeline's Spark
 sessions, whose time zone is UTC), dates ``datetime.date``, decimals ``Decimal``, integers and booleans nullable.
 Dates before 1582-10-15 and timestamps before 1900 are not supported (Spark would ask for a calendar rebase mode).
@@ -80,7 +80,7 @@ def arrow_type(hive_type: str) -> pa.DataType:
 
 @functools.cache
 def parse_columns(ddl: str) -> pa.Schema:
-    """The Arrow schema of a column list as declared in ``warehouse.SCHEMAS`` (``a STRING, b DECIMAL(12,3)``)."""
+    """The Arrow schema of a column list as declared in ``pipeline.schemas`` (``a STRING, b DECIMAL(12,3)``)."""
     fields = []
     for column in re.split(r",(?![^()]*\))", " ".join(ddl.split())):
         if column.strip():

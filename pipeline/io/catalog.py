@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from pipeline import config, fs
+from pipeline.schemas import SCHEMAS
 
 log = logging.getLogger(__name__)
 
@@ -138,19 +139,8 @@ def lost_message(db: str, missing: list[str], evidence: str, newest_backup: str 
 # ------------------------------------------------------------------------------------------------------ I/O
 
 
-def import_schemas() -> None:
-    """Import every module that declares tables of ``warehouse.SCHEMAS`` (the star schema, marts, checks,
-    SLA and alerts fill it when imported)."""
-    import pipeline.alerts  # noqa: F401
-    import pipeline.tasks.dw  # noqa: F401
-    import pipeline.tasks.quality  # noqa: F401
-    import pipeline.tasks.sla  # noqa: F401
-
-
 def _spec(db: str, table: str) -> dict:
-    from pipeline import warehouse as wh
-
-    return wh.SCHEMAS[db][table]
+    return SCHEMAS[db][table]
 
 
 def _table_root(db: str, table: str) -> str:
@@ -191,7 +181,7 @@ def refuse_if_lost(spark, db: str, existing_tables: set[str] | None) -> None:
     warehouse holds published versions of it. ``existing_tables`` is None when the database is missing."""
     from pipeline import warehouse as wh
 
-    tables = list(wh.SCHEMAS[db])
+    tables = list(SCHEMAS[db])
     missing = tables if existing_tables is None else [t for t in tables if t not in existing_tables]
     if not missing:
         return
@@ -208,7 +198,7 @@ def refuse_if_lost(spark, db: str, existing_tables: set[str] | None) -> None:
     if not fs.listdir(markers):
         return
     databases = {r[0] for r in spark.sql("SHOW DATABASES").collect()}
-    if databases & set(wh.SCHEMAS):
+    if databases & set(SCHEMAS):
         return
     evidence = f"Luigi markers under {markers} say work was done and no database of the pipeline is in the catalog"
     raise CatalogLost(lost_message(db, [], evidence, _newest_backup()))
@@ -319,13 +309,12 @@ def rebuild(spark) -> dict:
     from pipeline import warehouse as wh
     from pipeline.io.lock import warehouse_lock
 
-    import_schemas()
     t0 = time.monotonic()
     totals = {"databases": 0, "tables": 0, "published_tables": 0, "partitions": 0, "created": 0,
               "repointed": 0, "partitions_added": 0, "partitions_repointed": 0, "unpublished_partitions": 0}
     dangling: list[str] = []
     with warehouse_lock("catalog rebuild"):
-        for db, tables in wh.SCHEMAS.items():
+        for db, tables in SCHEMAS.items():
             spark.sql(f"CREATE DATABASE IF NOT EXISTS {db} LOCATION '{wh.db_location(db)}'")
             existing = {r.tableName for r in spark.sql(f"SHOW TABLES IN {db}").collect()}
             totals["databases"] += 1
@@ -350,12 +339,10 @@ def rebuild(spark) -> dict:
 
 def check(spark) -> dict:
     """Refuse (``CatalogLost``) when any database of ``SCHEMAS`` is lost; otherwise the tables it has."""
-    from pipeline import warehouse as wh
 
-    import_schemas()
     databases = {r[0] for r in spark.sql("SHOW DATABASES").collect()}
     out = {}
-    for db in wh.SCHEMAS:
+    for db in SCHEMAS:
         existing = {r.tableName for r in spark.sql(f"SHOW TABLES IN {db}").collect()} if db in databases else None
         refuse_if_lost(spark, db, existing)
         out[db] = sorted(existing or [])

@@ -15,13 +15,16 @@ from thrift.transport import TSocket, TTransport
 
 from pipeline import config
 from pipeline.io import crash
-from pipeline.spark import MetastoreUnavailable
 
 CALL_TIMEOUT_S = 60.0
 # up to this many partitions are looked up by name; more are found in one listing of the table's partitions
 PARTITION_LOOKUPS = 16
 # characters Hive escapes (%XX) in a partition's directory and name
 _HIVE_ESCAPED = set('"#%\'*/:=?\\\x7f{[]^')
+
+
+class MetastoreUnavailable(RuntimeError):
+    """The configured Hive metastore cannot be reached; no Spark session falls back to a private catalog."""
 
 
 class TableMissing(LookupError):

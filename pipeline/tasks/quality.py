@@ -1,8 +1,7 @@
-"""Anomaly detection on each day's fact lines with a status lifecycle, the declarative data-quality checks, and
-the SLA settings.
+"""Anomaly detection on each day's fact lines, the declarative data-quality checks, and the SLA settings.
+Analysts review flagged lines through ``pipeline.io.anomaly_review``.
 
     luigi --module pipeline.tasks.quality DetectAnomalies --date 2011-01-18
-    python -m pipeline anomaly status <line_id> ACKNOWLEDGED --by alice --note "called the customer"
 """
 
 from __future__ import annotations
@@ -10,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
-import threading
 from pathlib import Path
 
 import luigi
@@ -20,7 +18,7 @@ from pyspark.sql import functions as F
 
 from pipeline import alerts, config, fs, history, load, replay
 from pipeline import warehouse as wh
-from pipeline.io import arrow_tables, crash, lock
+from pipeline.io import crash
 from pipeline.runtime import clock
 from pipeline.tasks.base import write_marker, writes_warehouse
 from pipeline.tasks.dw import (
@@ -41,23 +39,6 @@ from pipeline.transforms.alerting import Alert
 from pipeline.transforms.columns import in_values
 
 log = logging.getLogger(__name__)
-
-wh.SCHEMAS[MART].update({
-    "anomalies": {
-        "grain": "one row per flagged sale line and metric (quantity or line_amount), partitioned by invoice date",
-        "columns": """line_id STRING, invoice_no STRING, stock_code STRING, invoice_ts TIMESTAMP, customer_key BIGINT,
-            quantity INT, unit_price_paid DECIMAL(12,3), line_amount DECIMAL(18,3), metric STRING, value DOUBLE,
-            baseline_lines BIGINT, baseline_median DOUBLE, baseline_spread DOUBLE, rule STRING, threshold DOUBLE,
-            score DOUBLE, detected_at TIMESTAMP, status STRING, status_changed_by STRING,
-            status_changed_at TIMESTAMP, baseline_scope STRING""",
-        "partition": "invoice_date DATE",
-    },
-    "anomaly_status_log": {
-        "grain": "one row per status change of a flagged line (who, when, why)",
-        "columns": "line_id STRING, invoice_date DATE, status STRING, changed_by STRING, changed_at TIMESTAMP, "
-                   "note STRING",
-    },
-})
 
 
 class anomaly(luigi.Config):
@@ -119,76 +100,6 @@ class DetectAnomalies(_DailyTable):
         counts = dict(read_dates(spark, self.table, dates).groupBy("invoice_date").count().collect())
         return {d: {"flagged": counts.get(d, 0), "rule": anomaly().rule} for d in dates}
 
-
-class UnknownAnomaly(LookupError):
-    """No flagged line has the given id."""
-
-
-def set_status(line_id: str, status: str, changed_by: str, note: str = "",
-               invoice_date: str | dt.date | None = None, lock_timeout_s: float | None = None) -> dict:
-    """Record a lifecycle change of a flagged line (who, when, why) and republish its date's partition of
-    ``ecommerce_mart.anomalies`` with the line's new status; no Spark session (``pipeline.io.arrow_tables``).
-
-    Holds the warehouse lock, waiting for another writer up to ``lock_timeout_s`` (default ``[warehouse]
-    lock_timeout_s``). ``invoice_date``, when the caller knows the line's date, spares searching every date's
-    flags. A change already at the end of the line's log (recorded by a call that died before republishing the
-    partition) is not recorded twice.
-    """
-    if not changed_by.strip():
-        raise an.InvalidTransition("say who changes the status (--by)")
-    with _one_review_at_a_time, lock.warehouse_lock(f"anomaly status {line_id} by {changed_by}", lock_timeout_s):
-        return _set_status(line_id, status, changed_by, note, invoice_date)
-
-
-# The warehouse lock is re-entrant within a process, whichever thread holds it; the dashboard reviews lines on
-# the threads of its browser sessions, so its reviews also queue here.
-_one_review_at_a_time = threading.Lock()
-
-
-def _flagged_date(table: str, line_id: str) -> str | None:
-    """The invoice date whose flags hold ``line_id`` (the line id column of every date is read)."""
-    ids = arrow_tables.read(table, columns=["line_id", "invoice_date"])
-    found = ids.loc[ids["line_id"] == line_id, "invoice_date"]
-    return str(found.iloc[0]) if len(found) else None
-
-
-def _set_status(line_id: str, status: str, changed_by: str, note: str, invoice_date) -> dict:
-    table, log_table = f"{MART}.anomalies", f"{MART}.anomaly_status_log"
-    day = str(invoice_date) if invoice_date is not None else _flagged_date(table, line_id)
-    flags = arrow_tables.read(table, [day]) if day else pd.DataFrame(columns=["line_id"])
-    line = flags[flags["line_id"] == line_id]
-    if line.empty:
-        raise UnknownAnomaly(f"no flagged line with id {line_id!r} in {table}" + (f" on {day}" if day else ""))
-    current = line["status"].iloc[0]
-    an.check_transition(current, status)
-    status_log = arrow_tables.read(log_table)
-    now = clock.now()
-    last = an.latest_changes(status_log[status_log["line_id"] == line_id])
-    if len(last) and (last["status"][0], last["changed_by"][0], last["note"][0]) == (status, changed_by, note):
-        now = last["changed_at"][0]
-    else:
-        arrow_tables.append(pd.DataFrame([{"line_id": line_id, "invoice_date": line["invoice_date"].iloc[0],
-                                           "status": status, "changed_by": changed_by, "changed_at": now,
-                                           "note": note}]), log_table)
-        crash.point("anomaly.log_published")
-        status_log = arrow_tables.read(log_table)
-    arrow_tables.replace_partition(an.apply_status(flags, status_log), table, day)
-    return {"line_id": line_id, "invoice_date": day, "from": current, "to": status, "by": changed_by,
-            "at": f"{now:%Y-%m-%d %H:%M:%S}"}
-
-
-def describe_change(change: dict) -> str:
-    """What a status change did, in one line (the command line prints it, the dashboard shows it)."""
-    return (f"anomaly {change['line_id']} ({change['invoice_date']}): {change['from']} -> {change['to']} "
-            f"by {change['by']} at {change['at']} UTC")
-
-
-wh.SCHEMAS[MART]["dq_results"] = {
-    "grain": "one row per data-quality check and run, partitioned by the invoice date checked",
-    "columns": """run_id STRING, check_name STRING, check_type STRING, table_name STRING, severity STRING,
-        status STRING, failing_rows BIGINT, sample_keys STRING, checked_at TIMESTAMP""",
-    "partition": "invoice_date DATE",
-}
 
 CHECK_FIELDS = {
     "not_null": ("columns",), "unique": ("columns",), "relationships": ("column", "to", "to_column"),

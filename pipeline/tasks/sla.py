@@ -20,7 +20,7 @@ import logging
 import luigi
 import pandas as pd
 
-from pipeline import alerts, config, fs, history
+from pipeline import alerts, config, fs, history, schemas
 from pipeline import warehouse as wh
 from pipeline.io import arrow_tables, crash
 from pipeline.runtime import clock
@@ -32,20 +32,8 @@ from pipeline.transforms import sla as rules
 
 log = logging.getLogger(__name__)
 
-wh.SCHEMAS[MART]["sla_status"] = {
-    "grain": "one row per business day and mart group: its latest SLA evaluation",
-    "columns": """mart_group STRING, deadline_at TIMESTAMP, state STRING, state_since TIMESTAMP, ready_at TIMESTAMP,
-        expected_finish_at TIMESTAMP, late_feeds STRING, late_tasks STRING, tasks_left INT, evidence STRING,
-        checked_at TIMESTAMP, invoice_date DATE""",
-}
-wh.SCHEMAS[MART]["sla_history"] = {
-    "grain": "one row per business day, mart group and SLA state it entered, with the evaluation that saw it first",
-    "columns": "invoice_date DATE, mart_group STRING, state STRING, since TIMESTAMP, evidence STRING",
-}
 STATUS_TABLE, HISTORY_TABLE = f"{MART}.sla_status", f"{MART}.sla_history"
-HISTORY_COLUMNS = ["invoice_date", "mart_group", "state", "since", "evidence"]
-STATUS_COLUMNS = ["mart_group", "deadline_at", "state", "state_since", "ready_at", "expected_finish_at", "late_feeds",
-                  "late_tasks", "tasks_left", "evidence", "checked_at", "invoice_date"]
+HISTORY_COLUMNS, STATUS_COLUMNS = schemas.column_names(HISTORY_TABLE), schemas.column_names(STATUS_TABLE)
 
 
 def _utc_minute() -> dt.datetime:

@@ -16,9 +16,8 @@ leave the baseline. A product with fewer than ``min_history`` baseline lines (a 
 orders of the real data are their product's first sale) is scored against the store-wide baseline of the
 same window instead, when one is given (``baseline_scope = 'store'``).
 
-Lifecycle: ``NEW -> ACKNOWLEDGED -> RESOLVED``, or ``FALSE_POSITIVE``. A line's status is its latest change in
-``ecommerce_mart.anomaly_status_log``; the rule is written once, on pandas rows (``latest_changes``,
-``apply_status``), used as it is by the review and by Spark through ``current_status`` and ``with_status``.
+The lifecycle rule (``transforms.anomaly_status``) is written once, on pandas rows; Spark applies it through
+``current_status`` and ``with_status``.
 """
 
 from __future__ import annotations
@@ -38,6 +37,8 @@ from pyspark.sql.types import (
     StructType,
     TimestampType,
 )
+
+from pipeline.transforms.anomaly_status import STATUS_COLUMNS, apply_status, statuses
 
 RULES = ("stddev", "mad")
 METRICS = ("quantity", "line_amount")
@@ -216,61 +217,15 @@ def score_lines(baselined: DataFrame, rule: str, threshold: float, min_history: 
     )
 
 
-STATUSES = ("NEW", "ACKNOWLEDGED", "RESOLVED", "FALSE_POSITIVE")
-INITIAL_STATUS = "NEW"
-STATUS_COLUMNS = ("status", "status_changed_by", "status_changed_at")
 CURRENT_STATUS_SCHEMA = StructType([
     StructField("line_id", StringType()), StructField("status", StringType()),
     StructField("status_changed_by", StringType()), StructField("status_changed_at", TimestampType())])
-TRANSITIONS = {
-    "NEW": {"ACKNOWLEDGED", "RESOLVED", "FALSE_POSITIVE"},
-    "ACKNOWLEDGED": {"RESOLVED", "FALSE_POSITIVE"},
-    "RESOLVED": set(),
-    "FALSE_POSITIVE": set(),
-}
-
-
-class InvalidTransition(ValueError):
-    """An anomaly status change the lifecycle does not allow."""
-
-
-def check_transition(current: str, new: str) -> None:
-    """``NEW -> ACKNOWLEDGED -> RESOLVED``; ``NEW`` or ``ACKNOWLEDGED`` may also become ``FALSE_POSITIVE``."""
-    if new not in STATUSES:
-        raise InvalidTransition(f"unknown status {new!r}: use one of {', '.join(STATUSES)}")
-    if new not in TRANSITIONS[current]:
-        allowed = ", ".join(sorted(TRANSITIONS[current])) or "none (final)"
-        raise InvalidTransition(f"an anomaly in status {current} cannot become {new}; allowed: {allowed}")
-
-
-def latest_changes(status_log: pd.DataFrame) -> pd.DataFrame:
-    """The lifecycle rule: a line's status is its latest change in ``status_log`` (by ``changed_at``; on a tie
-    the later one in the log). The log rows that say so, one per line that has changes."""
-    return status_log.sort_values("changed_at", kind="stable").drop_duplicates("line_id", keep="last") \
-        .reset_index(drop=True)
-
-
-def _statuses(status_log: pd.DataFrame) -> pd.DataFrame:
-    latest = latest_changes(status_log)
-    return pd.DataFrame({
-        "line_id": latest["line_id"].astype(object), "status": latest["status"].astype(object),
-        "status_changed_by": latest["changed_by"].astype(object),
-        "status_changed_at": pd.to_datetime(latest["changed_at"])})
-
-
-def apply_status(flags: pd.DataFrame, status_log: pd.DataFrame) -> pd.DataFrame:
-    """Flagged lines with their lifecycle status: the line's latest change (``latest_changes``), or ``NEW``, by
-    no one, when nobody has changed it. Status columns already in ``flags`` are replaced."""
-    base = flags.drop(columns=[c for c in STATUS_COLUMNS if c in flags.columns])
-    out = base.merge(_statuses(status_log), on="line_id", how="left")
-    out["status"] = out["status"].fillna(INITIAL_STATUS)
-    return out
 
 
 def current_status(status_log: DataFrame) -> DataFrame:
     """The latest change per line (``latest_changes``) of a status log held by Spark (a small table, collected):
     ``line_id, status, status_changed_by, status_changed_at``."""
-    return status_log.sparkSession.createDataFrame(_statuses(status_log.toPandas()), CURRENT_STATUS_SCHEMA)
+    return status_log.sparkSession.createDataFrame(statuses(status_log.toPandas()), CURRENT_STATUS_SCHEMA)
 
 
 def with_status(flags: DataFrame, status_log: DataFrame) -> DataFrame:

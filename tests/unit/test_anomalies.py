@@ -164,20 +164,6 @@ def test_an_unknown_rule_is_a_clear_error(spark, history):
         anomalies.score_lines(baselined(spark, history, []), "zscore", 2.0, 5)
 
 
-@pytest.mark.parametrize("current, new, allowed", [
-    ("NEW", "ACKNOWLEDGED", True), ("NEW", "FALSE_POSITIVE", True), ("NEW", "RESOLVED", True),
-    ("ACKNOWLEDGED", "RESOLVED", True), ("ACKNOWLEDGED", "FALSE_POSITIVE", True),
-    ("ACKNOWLEDGED", "NEW", False), ("RESOLVED", "ACKNOWLEDGED", False), ("FALSE_POSITIVE", "RESOLVED", False),
-    ("NEW", "CLOSED", False),
-])
-def test_status_lifecycle(current, new, allowed):
-    if allowed:
-        anomalies.check_transition(current, new)
-    else:
-        with pytest.raises(anomalies.InvalidTransition, match=new):
-            anomalies.check_transition(current, new)
-
-
 def test_the_latest_status_change_wins_and_unreviewed_lines_are_new(spark):
     flags = spark.createDataFrame([("a", 1.0), ("b", 2.0)], "line_id STRING, score DOUBLE")
     t = dt.datetime(2011, 1, 19, 9)

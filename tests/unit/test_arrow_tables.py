@@ -17,7 +17,7 @@ from pipeline import config
 from pipeline import warehouse as wh
 from pipeline.io import arrow_tables as at
 from pipeline.io import catalog, metastore_client
-from pipeline.spark import MetastoreUnavailable
+from pipeline.io.metastore_client import MetastoreUnavailable
 from tests.unit import fake_services
 
 DB = "arrow_unit"
@@ -41,7 +41,6 @@ def test_declared_types_map_to_the_arrow_types_spark_reads_back():
 
 
 def test_every_declared_table_has_an_arrow_schema():
-    catalog.import_schemas()
     for db, tables in wh.SCHEMAS.items():
         for table, spec in tables.items():
             data, partition = at.schemas(f"{db}.{table}")

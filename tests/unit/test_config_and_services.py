@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from pipeline import config, services
-from pipeline.spark import MetastoreUnavailable, check_metastore
+from pipeline.io.metastore_client import MetastoreUnavailable
+from pipeline.spark import check_metastore
 
 PROFILE_SCRIPT = """
 import importlib, json, pkgutil

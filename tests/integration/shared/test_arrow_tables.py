@@ -17,7 +17,7 @@ from pyhive import hive
 from pipeline import config
 from pipeline import warehouse as wh
 from pipeline.io import arrow_tables as at
-from pipeline.spark import MetastoreUnavailable
+from pipeline.io.metastore_client import MetastoreUnavailable
 from tests.integration.conftest import ROOT
 
 pytestmark = pytest.mark.integration

@@ -98,6 +98,10 @@ class spark(luigi.Config):
         default=100_000, description="a task of one date whose fact has at most this many rows runs its queries "
                                      "interpreted: compiling generated code costs more than it saves on so few "
                                      "rows (0: always generate code, Spark's default)")
+    call_sites = luigi.BoolParameter(
+        default=False, description="PySpark records the Python line of every DataFrame and Column call in the "
+                                   "JVM, for error messages (spark.python.sql.dataFrameDebugging.enabled): "
+                                   "about ten round trips to the JVM per call")
     listing_parallel_above = luigi.IntParameter(
         default=100_000, description="a query over more partition directories than this lists their files with a "
                                      "Spark job (spark.sql.sources.parallelPartitionDiscovery.threshold); fewer "

@@ -118,6 +118,7 @@ def get_spark(app_name: str = "ecommerce-pipeline", archive_opts: str | None = N
         .config("spark.sql.adaptive.enabled", "true")
         .config("spark.sql.parquet.compression.codec", "snappy")
         .config("spark.sql.sources.partitionOverwriteMode", "static")
+        .config("spark.python.sql.dataFrameDebugging.enabled", str(sp.call_sites).lower())
     )
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")

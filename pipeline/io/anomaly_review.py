@@ -2,7 +2,7 @@
 and the line's date of ``ecommerce_mart.anomalies`` is republished with its new status, under the warehouse lock.
 
 Python only (Arrow, pandas and the metastore's Thrift API), no Spark session and no Luigi task: the command line
-(``python -m pipeline anomaly status ...``) and the dashboard's Anomalies page answer within a second.
+(``python -m pipeline anomaly LINE_ID STATUS --by NAME``) and the dashboard's Anomalies page answer within a second.
 """
 
 from __future__ import annotations
@@ -53,15 +53,14 @@ def _flagged_date(table: str, line_id: str) -> str | None:
 
 
 def _set_status(line_id: str, status: str, changed_by: str, note: str, invoice_date) -> dict:
-    table, log_table = ANOMALIES, STATUS_LOG
-    day = str(invoice_date) if invoice_date is not None else _flagged_date(table, line_id)
-    flags = arrow_tables.read(table, [day]) if day else pd.DataFrame(columns=["line_id"])
+    day = str(invoice_date) if invoice_date is not None else _flagged_date(ANOMALIES, line_id)
+    flags = arrow_tables.read(ANOMALIES, [day]) if day else pd.DataFrame(columns=["line_id"])
     line = flags[flags["line_id"] == line_id]
     if line.empty:
-        raise UnknownAnomaly(f"no flagged line with id {line_id!r} in {table}" + (f" on {day}" if day else ""))
+        raise UnknownAnomaly(f"no flagged line with id {line_id!r} in {ANOMALIES}" + (f" on {day}" if day else ""))
     current = line["status"].iloc[0]
     lifecycle.check_transition(current, status)
-    status_log = arrow_tables.read(log_table)
+    status_log = arrow_tables.read(STATUS_LOG)
     now = clock.now()
     last = lifecycle.latest_changes(status_log[status_log["line_id"] == line_id])
     if len(last) and (last["status"][0], last["changed_by"][0], last["note"][0]) == (status, changed_by, note):
@@ -69,10 +68,10 @@ def _set_status(line_id: str, status: str, changed_by: str, note: str, invoice_d
     else:
         arrow_tables.append(pd.DataFrame([{"line_id": line_id, "invoice_date": line["invoice_date"].iloc[0],
                                            "status": status, "changed_by": changed_by, "changed_at": now,
-                                           "note": note}]), log_table)
+                                           "note": note}]), STATUS_LOG)
         crash.point("anomaly.log_published")
-        status_log = arrow_tables.read(log_table)
-    arrow_tables.replace_partition(lifecycle.apply_status(flags, status_log), table, day)
+        status_log = arrow_tables.read(STATUS_LOG)
+    arrow_tables.replace_partition(lifecycle.apply_status(flags, status_log), ANOMALIES, day)
     return {"line_id": line_id, "invoice_date": day, "from": current, "to": status, "by": changed_by,
             "at": f"{now:%Y-%m-%d %H:%M:%S}"}
 

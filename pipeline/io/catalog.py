@@ -339,7 +339,6 @@ def rebuild(spark) -> dict:
 
 def check(spark) -> dict:
     """Refuse (``CatalogLost``) when any database of ``SCHEMAS`` is lost; otherwise the tables it has."""
-
     databases = {r[0] for r in spark.sql("SHOW DATABASES").collect()}
     out = {}
     for db in SCHEMAS:

@@ -103,7 +103,8 @@ CATALOGUE: tuple[tuple[str, str, Target], ...] = (
      "ingestion", Target(90)),
     ("anomalies", "anomaly detection over the year", Target(60)),
     ("sla", "one SLA evaluation (`python -m pipeline sla --now ...`)", Target(3)),
-    ("review", "an analyst records an anomaly review (`python -m pipeline anomaly LINE_ID ACKNOWLEDGED --by bench`)",
+    ("review", "an analyst records an anomaly review (`python -m pipeline anomaly LINE_ID ACKNOWLEDGED --by bench`, "
+               "median of 3 lines)",
      Target(1)),
     ("dashboard-first", "first dashboard page after HiveServer2 starts", Target(2)),
     ("dashboard-cached", "cached dashboard page", Target(0.3)),

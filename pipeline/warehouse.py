@@ -78,7 +78,7 @@ def _check_table(spark: SparkSession, db: str, table: str, spec: dict, data_colu
                  partition_columns: list[str]) -> None:
     """Refuse a table partitioned otherwise than its spec; add the spec's columns it lacks (the catalog's
     ``data_columns`` and ``partition_columns``)."""
-    expected = [c.split()[0] for c in spec.get("partition", "").split(",") if c.strip()]
+    expected = catalog.partition_columns(spec)
     if partition_columns != expected:
         raise SchemaMismatch(
             f"{db}.{table} is partitioned by ({', '.join(partition_columns) or 'nothing'}) but this version "

@@ -45,15 +45,15 @@ def set_status(line_id: str, status: str, changed_by: str, note: str = "",
 _one_review_at_a_time = threading.Lock()
 
 
-def _flagged_date(table: str, line_id: str) -> str | None:
+def _flagged_date(line_id: str) -> str | None:
     """The invoice date whose flags hold ``line_id`` (the line id column of every date is read)."""
-    ids = arrow_tables.read(table, columns=["line_id", "invoice_date"])
+    ids = arrow_tables.read(ANOMALIES, columns=["line_id", "invoice_date"])
     found = ids.loc[ids["line_id"] == line_id, "invoice_date"]
     return str(found.iloc[0]) if len(found) else None
 
 
 def _set_status(line_id: str, status: str, changed_by: str, note: str, invoice_date) -> dict:
-    day = str(invoice_date) if invoice_date is not None else _flagged_date(ANOMALIES, line_id)
+    day = str(invoice_date) if invoice_date is not None else _flagged_date(line_id)
     flags = arrow_tables.read(ANOMALIES, [day]) if day else pd.DataFrame(columns=["line_id"])
     line = flags[flags["line_id"] == line_id]
     if line.empty:

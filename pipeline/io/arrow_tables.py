@@ -46,6 +46,7 @@ from pipeline.io.metastore_client import (
     partition_name,
     swap_partitions,
 )
+from pipeline.schemas import split_columns
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +82,7 @@ def arrow_type(hive_type: str) -> pa.DataType:
 @functools.cache
 def parse_columns(ddl: str) -> pa.Schema:
     """The Arrow schema of a column list as declared in ``pipeline.schemas`` (``a STRING, b DECIMAL(12,3)``)."""
-    fields = []
-    for column in re.split(r",(?![^()]*\))", " ".join(ddl.split())):
-        if column.strip():
-            name, hive_type = column.strip().split(None, 1)
-            fields.append(pa.field(name.lower(), arrow_type(hive_type)))
-    return pa.schema(fields)
+    return pa.schema([pa.field(name.lower(), arrow_type(hive_type)) for name, hive_type in split_columns(ddl)])
 
 
 def _split(table: str) -> tuple[str, str]:

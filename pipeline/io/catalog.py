@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from pipeline import config, fs
-from pipeline.schemas import SCHEMAS
+from pipeline.schemas import SCHEMAS, partition_names
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class CatalogLost(RuntimeError):
 
 def partition_columns(spec: dict) -> list[str]:
     """The partition column names of a table spec, in order (empty for an unpartitioned table)."""
-    return [c.split()[0] for c in spec.get("partition", "").split(",") if c.strip()]
+    return partition_names(spec)
 
 
 def parse_pointer(text: str) -> str:

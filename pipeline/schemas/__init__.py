@@ -20,6 +20,18 @@ def spec(table: str) -> dict:
     return SCHEMAS[db][name]
 
 
+def split_columns(ddl: str) -> list[tuple[str, str]]:
+    """``(name, Hive type)`` of each column of a declared list, in order: ``"a STRING, b DECIMAL(12, 3)"`` ->
+    ``[("a", "STRING"), ("b", "DECIMAL(12, 3)")]`` (an empty list for ``""``)."""
+    columns = (c.strip() for c in re.split(r",(?![^()]*\))", " ".join(ddl.split())))
+    return [tuple(c.split(None, 1)) for c in columns if c]
+
+
 def column_names(table: str) -> list[str]:
     """The data columns of ``db.table`` in declared order (partition columns not included)."""
-    return [c.split()[0] for c in re.split(r",(?![^()]*\))", spec(table)["columns"])]
+    return [name for name, _ in split_columns(spec(table)["columns"])]
+
+
+def partition_names(table_spec: dict) -> list[str]:
+    """The partition columns of a table's declaration, in order (empty for an unpartitioned table)."""
+    return [name for name, _ in split_columns(table_spec.get("partition", ""))]

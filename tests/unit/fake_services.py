@@ -11,7 +11,7 @@ from hmsclient.genthrift.hive_metastore.ttypes import NoSuchObjectException, Sto
 
 from pipeline import config, fs
 from pipeline import warehouse as wh
-from pipeline.io import arrow_tables, crash, metastore_client
+from pipeline.io import arrow_tables, catalog, crash, metastore_client
 
 
 class FakeMetastore:
@@ -57,7 +57,7 @@ class FakeMetastore:
             self.partitions[(db, table, tuple(part.values))] = part
 
     def get_partitions_by_names(self, db, table, names):
-        columns = [c.split()[0] for c in wh.SCHEMAS[db][table]["partition"].split(",")]
+        columns = catalog.partition_columns(wh.SCHEMAS[db][table])
         return [p for (d, t, v), p in self.partitions.items()
                 if (d, t) == (db, table) and metastore_client.partition_name(columns, v) in names]
 

@@ -90,7 +90,7 @@ def test_a_review_is_logged_then_its_date_republished_under_the_warehouse_lock(f
     assert logged[["line_id", "invoice_date", "status", "changed_by", "note"]].values.tolist() == [
         ["a", DAY, "ACKNOWLEDGED", "alice", "called the customer"]]
     assert anomaly_review.describe_change(change) == (f"anomaly a ({DAY}): NEW -> ACKNOWLEDGED by alice at "
-                                               f"{change['at']} UTC")
+                                                      f"{change['at']} UTC")
 
 
 def test_the_line_is_found_without_its_date(flagged):

@@ -1,13 +1,15 @@
 """Dashboard page load times on the full year, in a real browser (chromium through Playwright).
 
     python -m bench.dashboard [--start 2010-12-01 --end 2011-12-09] [--loads 3] [--keep | --reuse STATE_DIR]
+                              [--screenshots DIR]
 
 On a fresh stack (bench ports): ingest the range and publish every mart (``IngestBackfill``,
 ``MartsBackfill``) and run the SLA monitor once. Then time every page, until Streamlit has finished running it
 (``dashboard.browser``), three ways in one app: "cold", the first open after HiveServer2 (restarted for it) and
 the app started (new sessions list each table's partitions once); "uncached", an open right after "Refresh
 data" emptied the query cache; "cached", ``--loads`` later opens within the cache's TTL (median). Last line:
-one JSON summary.
+one JSON summary. ``--screenshots DIR`` then saves every page, and the shopper's, as ``DIR/<page>.png``
+(``docs/screenshots`` holds the full year's).
 """
 
 from __future__ import annotations
@@ -34,7 +36,13 @@ USER = "bench"
 PASSWORD, SECRET = secrets.token_urlsafe(16), secrets.token_urlsafe(32)  # per run, never stored
 
 
-def _visit(browser, env: dict, loads: int, screenshot: str | None) -> dict[str, dict[str, list[float]]]:
+def _shoot(page, shots: Path | None, name: str) -> None:
+    if shots:
+        page.wait_for_timeout(1500)  # charts finish drawing after the script run
+        page.screenshot(path=str(shots / f"{name.lower().replace(' ', '_')}.png"), full_page=True)
+
+
+def _visit(browser, env: dict, loads: int, shots: Path | None) -> dict[str, dict[str, list[float]]]:
     """Start the app, log in and open every page three ways (see the module's text), then the shopper's link."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -64,9 +72,6 @@ def _visit(browser, env: dict, loads: int, screenshot: str | None) -> dict[str, 
         page.get_by_label("User", exact=True).fill(USER)
         page.get_by_label("Password", exact=True).fill(PASSWORD)
         timed(page, page.get_by_role("button", name="Log in").click, "Overview", "Overview", "cold")
-        if screenshot:
-            page.wait_for_timeout(2000)
-            page.screenshot(path=screenshot, full_page=True)
         for name in PAGES[1:]:
             timed(page, page.get_by_role("link", name=name).click, name, name, "cold")
         for i, name in enumerate(PAGES):
@@ -76,6 +81,9 @@ def _visit(browser, env: dict, loads: int, screenshot: str | None) -> dict[str, 
         for _ in range(loads):
             for name in PAGES:
                 timed(page, page.get_by_role("link", name=name).click, name, name, "cached")
+        for name in PAGES if shots else ():
+            act(page, page.get_by_role("link", name=name).click, name)
+            _shoot(page, shots, name)
         page.close()
         link = auth.purchases_url(17850, url, SECRET)
         shopper = browser.new_page()
@@ -83,6 +91,7 @@ def _visit(browser, env: dict, loads: int, screenshot: str | None) -> dict[str, 
             t0 = time.monotonic()
             open_url(shopper, link, "My purchases")
             times["My purchases"][way].append(time.monotonic() - t0)
+        _shoot(shopper, shots, "My purchases")
         shopper.close()
     finally:
         app.terminate()
@@ -90,7 +99,7 @@ def _visit(browser, env: dict, loads: int, screenshot: str | None) -> dict[str, 
     return times
 
 
-def page_times(stack: Stack, loads: int, screenshot: str | None = None,
+def page_times(stack: Stack, loads: int, shots: Path | None = None,
                restart_hiveserver2: bool = True) -> dict[str, dict[str, list[float]]]:
     """Every page's load times on ``stack`` in headless chromium (``_visit``), HiveServer2 restarted first so
     "cold" is the first open after it started; ``BenchFailure`` when chromium is missing."""
@@ -105,7 +114,7 @@ def page_times(stack: Stack, loads: int, screenshot: str | None = None,
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
         try:
-            return _visit(browser, env, loads, screenshot)
+            return _visit(browser, env, loads, shots)
         finally:
             browser.close()
 
@@ -124,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loads", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="keep the stack (its state dir is printed)")
     parser.add_argument("--reuse", type=Path, help="a kept stack's state dir: skip publishing, time the pages")
-    parser.add_argument("--screenshot", help="save the Overview page (full year) to this PNG")
+    parser.add_argument("--screenshots", type=Path, help="save every page as DIR/<page>.png")
     args = parser.parse_args(argv)
     with bench_stack(keep=args.keep, reuse=args.reuse) as stack:
         print(f"stack {stack.state}", flush=True)
@@ -135,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
                                "--end", args.end).wall_s
             run_task(stack, "pipeline.tasks.sla", "SlaMonitor", "--now", f"{args.end}T0900")
             print(f"ingest {ingest_s:.1f} s, marts {marts_s:.1f} s", flush=True)
-        times = page_times(stack, args.loads, args.screenshot, restart_hiveserver2=args.reuse is None)
+        if args.screenshots:
+            args.screenshots.mkdir(parents=True, exist_ok=True)
+        times = page_times(stack, args.loads, args.screenshots, restart_hiveserver2=args.reuse is None)
     summary = medians(times)
     print(f"{'page':<18} {'cold':>7} {'uncached':>9} {'cached':>7}   (seconds; medians)")
     for name, s in summary.items():

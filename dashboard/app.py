@@ -14,11 +14,16 @@ import streamlit as st
 from dashboard import data, widgets
 
 PAGES = Path(__file__).parent / "views"
+PIPELINE_PAGE = PAGES / "pipeline_sla.py"
 
 
 def pages() -> dict:
     if "token" in st.query_params:
-        return {"": [st.Page(PAGES / "my_purchases.py", title="My purchases", url_path="my_purchases", default=True)]}
+        from dashboard.views import my_purchases
+
+        # a link opens the page at the root or at /my_purchases (a default page's URL is the root only)
+        return [st.Page(PAGES / "my_purchases.py", title="My purchases", url_path="purchases", default=True),
+                st.Page(my_purchases.render, title="My purchases", url_path="my_purchases", visibility="hidden")]
     return {
         "Business": [
             st.Page(PAGES / "overview.py", title="Overview", url_path="overview", default=True),
@@ -28,7 +33,7 @@ def pages() -> dict:
         ],
         "Operations": [
             st.Page(PAGES / "anomalies.py", title="Anomalies", url_path="anomalies"),
-            st.Page(PAGES / "pipeline_sla.py", title="Pipeline and SLA", url_path="pipeline"),
+            st.Page(PIPELINE_PAGE, title="Pipeline and SLA", url_path="pipeline"),
         ],
     }
 
@@ -40,7 +45,7 @@ def main() -> None:
 
         login.render()  # no navigation until logged in: no page is reachable by its URL
         return
-    page = st.navigation(pages())
+    page = st.navigation(pages(), position="hidden" if "token" in st.query_params else "sidebar")
     if st.session_state.get("user") and "token" not in st.query_params:
         st.sidebar.caption(f"Signed in as {st.session_state['user']}")
         if st.sidebar.button("Refresh data", help=f"Query results are kept {data.TTL_S // 60} minutes"):
@@ -48,6 +53,7 @@ def main() -> None:
         if st.sidebar.button("Log out"):
             st.session_state.clear()
             st.rerun()
+        widgets.section(lambda: widgets.freshness(PIPELINE_PAGE))
     widgets.section(page.run)
 
 

@@ -20,17 +20,20 @@ WATCH = """() => {
   new MutationObserver(() => window.__scriptStates.push(app.getAttribute('data-test-script-state')))
     .observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
 }"""
+# an element whose code Streamlit loads on first use (a table's grid) shows a skeleton until it is drawn
+NO_SKELETON = """() => !document.querySelector('[data-testid="stSkeleton"]')"""
 RAN = """() => window.__scriptStates.some(s => s !== 'notRunning')
   && document.querySelector('[data-testid="stApp"]').getAttribute('data-test-script-state') === 'notRunning'"""
 
 
 def finish(page, heading: str, timeout_ms: int = 120_000, content: bool = True) -> None:
-    """The current script run is over, ``heading`` is visible and (``content``) a chart, table, metric or
-    message is drawn."""
+    """The current script run is over, ``heading`` is visible, (``content``) a chart, table, metric or
+    message is drawn, and no element still waits for its code (``NO_SKELETON``)."""
     page.locator(f'{APP}[data-test-script-state="notRunning"]').wait_for(timeout=timeout_ms)
     page.get_by_role("heading", name=heading).first.wait_for(timeout=timeout_ms)
     if content:
         page.locator(CONTENT).first.wait_for(timeout=timeout_ms)
+    page.wait_for_function(NO_SKELETON, timeout=timeout_ms)
 
 
 def act(page, action: Callable[[], None], heading: str, timeout_ms: int = 120_000, content: bool = True) -> None:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
+# Plotly's config for maps: the world topojson the app serves (dashboard/static/, Streamlit's static serving),
+# relative to the page, instead of Plotly's CDN, which a browser without internet access cannot reach
+MAP_CONFIG = {"topojsonURL": "app/static/topojson/"}
+
 
 def revenue_trend(by_day: pd.DataFrame) -> go.Figure:
     """Daily net revenue with gross revenue for reference (``metrics.revenue_by_day``)."""
@@ -132,4 +136,21 @@ def batch_accounting(batches: pd.DataFrame) -> go.Figure:
     for col, name in (("rows_loaded", "loaded"), ("rows_quarantined", "quarantined"), ("rows_duplicate", "duplicate")):
         fig.add_bar(x=ordered["batch_id"], y=ordered[col], name=name)
     fig.update_layout(title="Batch accounting", barmode="stack", margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig
+
+
+SEVERITY_COLOURS = {"error": "#c62828", "warn": "#f9a825"}
+
+
+def dq_failures(per_day: pd.DataFrame, start, end) -> go.Figure:
+    """Failed data-quality checks per date and severity (``metrics.dq_failures_per_day``), stacked; a date
+    without failures shows no bar."""
+    fig = go.Figure()
+    for severity, colour in SEVERITY_COLOURS.items():
+        rows = per_day[per_day["severity"] == severity]
+        fig.add_bar(x=rows["invoice_date"], y=rows["failed_checks"], name=severity, marker_color=colour)
+    fig.update_layout(title="Failed checks per day", barmode="stack", xaxis={"type": "date", "range": [
+        pd.Timestamp(start) - pd.Timedelta(hours=12), pd.Timestamp(end) + pd.Timedelta(hours=12)]},
+        yaxis={"title": "failed checks", "rangemode": "tozero"}, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        height=260)
     return fig

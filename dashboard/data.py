@@ -254,10 +254,45 @@ def batch_accounting(limit_days: int = 14) -> pd.DataFrame:
                  f"ORDER BY window_start DESC LIMIT {int(limit_days) * 6}")
 
 
-def dq_results(day: dt.date) -> pd.DataFrame:
-    return query("SELECT check_name, check_type, table_name, severity, status, failing_rows, sample_keys, "
-                 "checked_at, run_id FROM ecommerce_mart.dq_results WHERE invoice_date = %(d)s "
-                 "ORDER BY checked_at DESC, check_name", {"d": str(day)})
+def dq_bounds() -> tuple[dt.date, dt.date] | None:
+    """The first and last invoice date with data-quality results (from the partition list), or None."""
+    df = query("SELECT min(invoice_date) AS first_day, max(invoice_date) AS last_day FROM ecommerce_mart.dq_results")
+    if df.empty or df.iloc[0]["first_day"] is None:
+        return None
+    return pd.Timestamp(df.iloc[0]["first_day"]).date(), pd.Timestamp(df.iloc[0]["last_day"]).date()
+
+
+def dq_results(start: dt.date, end: dt.date, severities: list[str]) -> pd.DataFrame:
+    """Check results of the dates in the range and severities (every run), newest first."""
+    chosen = {f"s{i}": s for i, s in enumerate(severities)}
+    if not chosen:
+        return pd.DataFrame()
+    df = query("SELECT invoice_date, check_name, check_type, table_name, severity, status, failing_rows, "
+               "sample_keys, checked_at, run_id FROM ecommerce_mart.dq_results "
+               f"WHERE invoice_date BETWEEN %(start)s AND %(end)s AND severity IN "
+               f"({', '.join(f'%({k})s' for k in chosen)}) ORDER BY invoice_date DESC, checked_at DESC, check_name",
+               {**_days(start, end), **chosen})
+    return _typed(df)
+
+
+def freshness() -> dict:
+    """How fresh the marts are: the end of the latest transaction window loaded (``data_until``) and when it
+    was loaded (``loaded_at``, UTC), the latest date whose marts are ready and when they first were, and the
+    weekdays the store trades on (those with sales)."""
+    batches = query("SELECT max(window_end) AS data_until, max(finished_at) AS loaded_at "
+                    "FROM ecommerce_db.batch_audit WHERE feed = 'transactions'")
+    ready = query("SELECT invoice_date, coalesce(first_ready_at, ready_at) AS first_ready_at "
+                  "FROM ecommerce_mart.marts_ready ORDER BY invoice_date DESC, revision DESC LIMIT 1")
+    days = query("SELECT DISTINCT invoice_date FROM ecommerce_mart.mart_daily_sales")
+
+    def stamp(df, col):
+        value = df.iloc[0][col] if len(df) else None
+        return None if value is None or pd.isna(value) else pd.Timestamp(value).to_pydatetime()
+
+    return {"data_until": stamp(batches, "data_until"), "loaded_at": stamp(batches, "loaded_at"),
+            "ready_date": pd.Timestamp(ready.iloc[0]["invoice_date"]).date() if len(ready) else None,
+            "first_ready_at": stamp(ready, "first_ready_at"),
+            "trading_weekdays": {pd.Timestamp(d).weekday() for d in days["invoice_date"].dropna()}}
 
 
 def purchase_history(customer_id: int, buckets: int = 32) -> pd.DataFrame:

@@ -78,3 +78,78 @@ def purchase_totals(lines: pd.DataFrame) -> dict:
     spent, returned = float(sales["line_amount"].sum()), float(-returns["line_amount"].sum())
     return {"invoices": int(sales["invoice_no"].nunique()), "returns": int(returns["invoice_no"].nunique()),
             "spent_gbp": spent, "returned_gbp": returned, "net_gbp": spent - returned}
+
+
+def invoices(lines: pd.DataFrame) -> pd.DataFrame:
+    """One row per invoice of a customer's lines, newest first: its time, lines, amount and whether it is a
+    return (a cancellation invoice)."""
+    return lines.assign(is_cancellation=lines["is_cancellation"].astype(bool)).groupby(
+        ["invoice_no", "invoice_ts"], as_index=False).agg(
+        items=("stock_code", "size"), amount_gbp=("line_amount", "sum"), is_cancellation=("is_cancellation", "any"),
+    ).sort_values(["invoice_ts", "invoice_no"], ascending=False, ignore_index=True)
+
+
+STALE_AFTER_HOURS = 8.0  # batches land every 4 hours: two missed windows in a row
+
+
+def trading_hours_between(start: dt.datetime, end: dt.datetime, trading_weekdays: set[int]) -> float:
+    """Hours from ``start`` to ``end`` that fall on trading days (``weekday()`` numbers, Monday 0)."""
+    hours, t = 0.0, start
+    while t < end:
+        next_midnight = dt.datetime.combine(t.date() + dt.timedelta(days=1), dt.time(), t.tzinfo)
+        step_end = min(end, next_midnight)
+        if t.weekday() in trading_weekdays:
+            hours += (step_end - t).total_seconds() / 3600
+        t = step_end
+    return hours
+
+
+def is_stale(last_loaded_at: dt.datetime | None, now: dt.datetime, trading_weekdays: set[int],
+             after_hours: float = STALE_AFTER_HOURS) -> bool:
+    """Whether no batch has been loaded for more than ``after_hours`` of trading days (never loaded: stale)."""
+    if last_loaded_at is None:
+        return True
+    return trading_hours_between(last_loaded_at, now, trading_weekdays) > after_hours
+
+
+def scheduled_runs(runs: pd.DataFrame, gap_minutes: float = 15.0) -> pd.DataFrame:
+    """Task runs (``sla.task_runs``) with the scheduled run each belongs to, ``run`` ("YYYY-MM-DD HH:MM", its
+    start): a run is the tasks that follow one another with less than ``gap_minutes`` between the end of
+    the ones before and the start of the next."""
+    if runs.empty:
+        return runs.assign(run=pd.Series(dtype=str))
+    ordered = runs.sort_values("started_at", ignore_index=True)
+    ends = ordered["finished_at"].fillna(ordered["started_at"]).cummax().shift()
+    new = ends.isna() | (ordered["started_at"] - ends > pd.Timedelta(minutes=gap_minutes))
+    starts = ordered["started_at"].where(new).ffill()
+    return ordered.assign(run=starts.dt.strftime("%Y-%m-%d %H:%M"))
+
+
+def run_summary(grouped: pd.DataFrame) -> pd.DataFrame:
+    """One row per scheduled run (``scheduled_runs``), newest first: start, end, duration, tasks, failures and
+    the invoice dates it worked on."""
+    if grouped.empty:
+        return pd.DataFrame(columns=["run", "started_at", "finished_at", "duration_s", "tasks", "failed", "dates"])
+    out = grouped.assign(is_failed=grouped["outcome"] == "FAILED").groupby("run", as_index=False).agg(
+        started_at=("started_at", "min"), finished_at=("finished_at", "max"), tasks=("task_family", "size"),
+        failed=("is_failed", "sum"),
+        dates=("task_date", lambda d: ", ".join(sorted({str(v) for v in d.dropna()}))))
+    out["duration_s"] = (out["finished_at"] - out["started_at"]).dt.total_seconds()
+    return out[["run", "started_at", "finished_at", "duration_s", "tasks", "failed", "dates"]] \
+        .sort_values("started_at", ascending=False, ignore_index=True)
+
+
+def latest_dq_runs(results: pd.DataFrame) -> pd.DataFrame:
+    """Of ``dq_results`` rows, those of each date's latest run."""
+    if results.empty:
+        return results
+    latest = results.groupby("invoice_date")["checked_at"].transform("max")
+    return results[results["checked_at"] == latest]
+
+
+def dq_failures_per_day(results: pd.DataFrame) -> pd.DataFrame:
+    """Failed checks per date and severity in each date's latest run: invoice_date, severity, failed_checks."""
+    latest = latest_dq_runs(results)
+    failed = latest[latest["status"] == "FAIL"]
+    return failed.groupby(["invoice_date", "severity"], as_index=False).size() \
+        .rename(columns={"size": "failed_checks"}).sort_values(["invoice_date", "severity"], ignore_index=True)

@@ -110,7 +110,7 @@ def _run(args: argparse.Namespace) -> int:
     for line in progress.summary(days[0], days[-1]):
         log.info(line)
     log.info("")
-    log.info("luigid visualizer: http://%s:%s/  (Prometheus metrics at /metrics)", ui.host, ui.port)
+    log.info("luigid visualizer: %s  (Prometheus metrics at /metrics)", ui.url)
     log.info("HiveServer2:       %s", hs2.url())
     log.info("dashboard:         make dashboard  (then http://127.0.0.1:8501/)")
     return 1 if failed else 0
@@ -349,7 +349,7 @@ def _invalidate(args: argparse.Namespace) -> int:
         print(f"noted {invalidate.dw.invalidation_marker(inv.day).path}: {note['reason']}")
     for task in removed:
         print(f"removed {task.task_family:<28} {task.output().path}")
-    print(f"rebuild with: python -m pipeline run --start {inv.day} --end {inv.day}")
+    print(f"rebuild with: python -m pipeline run --start {inv.day} --end {inv.day}", file=sys.stderr)
     return 0
 
 

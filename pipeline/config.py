@@ -150,6 +150,12 @@ class hiveserver2(luigi.Config):
 class scheduler_ui(luigi.Config):
     host = luigi.Parameter(default="127.0.0.1")
     port = luigi.IntParameter(default=8082)
+    public_url = luigi.Parameter(default="", description="the visualizer's address as a browser reaches it (the "
+                                                         "port a cluster publishes); '' = http://host:port/")
+
+    @property
+    def url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}/"
 
 
 class replay(luigi.Config):

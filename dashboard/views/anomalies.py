@@ -4,7 +4,7 @@ import logging
 
 import streamlit as st
 
-from dashboard import data
+from dashboard import data, widgets
 from pipeline import config
 from pipeline.io import anomaly_review
 from pipeline.io.lock import WarehouseLockTimeout
@@ -42,7 +42,7 @@ def render() -> None:
     if flagged.empty:
         st.info("No flagged lines in these statuses.")
         return
-    st.dataframe(flagged, width="stretch", hide_index=True)
+    widgets.table(flagged, csv="anomalies.csv")
     open_lines = flagged[flagged["status"].isin(list(NEXT))]
     if open_lines.empty:
         return

@@ -3,7 +3,7 @@
 
 import streamlit as st
 
-from dashboard import auth, data, metrics
+from dashboard import auth, data, formats, metrics, widgets
 
 
 def render() -> None:
@@ -25,15 +25,13 @@ def render() -> None:
     totals = metrics.purchase_totals(lines)
     cols = st.columns(4)
     cols[0].metric("Orders", f"{totals['invoices']:,}")
-    cols[1].metric("Spent", f"£{totals['spent_gbp']:,.2f}")
-    cols[2].metric("Returned", f"£{totals['returned_gbp']:,.2f}")
-    cols[3].metric("Net", f"£{totals['net_gbp']:,.2f}")
-    invoices = lines.groupby(["invoice_no", "invoice_ts"], as_index=False).agg(
-        items=("stock_code", "size"), amount_gbp=("line_amount", "sum")).sort_values("invoice_ts", ascending=False)
+    cols[1].metric("Spent", formats.gbp(totals["spent_gbp"]))
+    cols[2].metric("Returned", formats.gbp(totals["returned_gbp"]))
+    cols[3].metric("Net", formats.gbp(totals["net_gbp"]))
     st.subheader("Invoices")
-    st.dataframe(invoices, width="stretch", hide_index=True)
+    widgets.table(metrics.invoices(lines))
     st.subheader("Lines")
-    st.dataframe(lines, width="stretch", hide_index=True)
+    widgets.table(lines)
 
 
 if __name__ == "__main__":

@@ -26,14 +26,14 @@ def render() -> None:
     widgets.section(lambda: _price_history(code, *picked))
     st.subheader("Returns by product")
     returns = metrics.top_n(totals[totals["returns_amount"] > 0], "returns_amount", n)
-    st.dataframe(returns[["stock_code", "description", "returned_units", "returns_amount", "units"]],
-                 width="stretch", hide_index=True)
+    widgets.table(returns[["stock_code", "description", "returned_units", "returns_amount", "units"]],
+                  csv=f"returns_by_product_{picked[0]}_{picked[1]}.csv")
 
 
 def _price_history(code: str, start, end) -> None:
     versions, paid = data.price_versions(code), data.prices_paid(code, start, end)
     st.plotly_chart(charts.price_history(versions, paid, end), width="stretch")
-    st.dataframe(versions, width="stretch", hide_index=True)
+    widgets.table(versions)
 
 
 if __name__ == "__main__":

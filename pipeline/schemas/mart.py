@@ -6,6 +6,8 @@ Each entry gives the table's grain, its columns as Hive DDL and, when partitione
 
 DB = "ecommerce_mart"
 
+DQ_SEVERITIES = ("error", "warn")  # dq_results.severity: "error" blocks a date's marts_ready, "warn" only records
+
 TABLES: dict[str, dict] = {
     "mart_daily_sales": {
         "grain": "one row per invoice date and country",

@@ -20,6 +20,7 @@ from pipeline import alerts, config, fs, history, load, replay
 from pipeline import warehouse as wh
 from pipeline.io import crash
 from pipeline.runtime import clock
+from pipeline.schemas.mart import DQ_SEVERITIES
 from pipeline.tasks.base import write_marker, writes_warehouse
 from pipeline.tasks.dw import (
     CUSTOMER_MARTS,
@@ -107,7 +108,6 @@ CHECK_FIELDS = {
     "volume": ("weeks", "low", "high"), "freshness": ("feed", "tolerance_minutes"),
     "reconciliation": (), "batch_rows": (), "batch_received": (), "batch_encoding": (),
 }
-SEVERITIES = ("error", "warn")
 
 
 class dq(luigi.Config):
@@ -141,7 +141,7 @@ def load_checks(path) -> list[dict]:
                 raise InvalidCheck(f"{where} has no {field!r}")
         if check["type"] not in CHECK_FIELDS:
             raise InvalidCheck(f"{where}: unknown type {check['type']!r}; known: {', '.join(CHECK_FIELDS)}")
-        if check["severity"] not in SEVERITIES:
+        if check["severity"] not in DQ_SEVERITIES:
             raise InvalidCheck(f"{where}: severity must be error or warn, not {check['severity']!r}")
         if check.setdefault("scope", "table") not in ("date", "table"):
             raise InvalidCheck(f"{where}: scope must be date or table, not {check['scope']!r}")

@@ -76,6 +76,7 @@ def test_cluster_profile_resolves_every_setting_to_the_cluster_services():
     assert got["marker"] == ["HdfsTarget", "/warehouse/_markers/x.json"]
     assert got["settings"]["luigi.contrib.hdfs.webhdfs_client.webhdfs.port"] == "9870"
     assert got["settings"]["pipeline.tasks.quality.sla.task_history_db"].startswith("postgresql://")
+    assert got["settings"]["pipeline.config.scheduler_ui.public_url"] == "http://127.0.0.1:8082/"  # as published
     assert set(got["settings"]) == set(embedded["settings"])  # the same settings, only values differ
     changed = {k for k in got["settings"] if got["settings"][k] != embedded["settings"][k]}
     assert changed <= {"pipeline.config.state.dir", "pipeline.config.warehouse.root", "pipeline.config.spark.master",
@@ -83,8 +84,9 @@ def test_cluster_profile_resolves_every_setting_to_the_cluster_services():
                        "pipeline.config.spark.listing_parallel_above",
                        "pipeline.config.metastore.uri", "pipeline.config.metastore.db",
                        "pipeline.config.metastore.db_url", "pipeline.config.hiveserver2.host",
-                       "pipeline.config.scheduler_ui.host", "pipeline.tasks.quality.sla.task_history_db",
-                       "luigi.contrib.hdfs.config.hdfs.client", "luigi.contrib.hdfs.config.hdfs.namenode_host",
+                       "pipeline.config.scheduler_ui.host", "pipeline.config.scheduler_ui.public_url",
+                       "pipeline.tasks.quality.sla.task_history_db", "luigi.contrib.hdfs.config.hdfs.client",
+                       "luigi.contrib.hdfs.config.hdfs.namenode_host",
                        "luigi.contrib.hdfs.config.hdfs.namenode_port", "luigi.contrib.hdfs.webhdfs_client.webhdfs.port",
                        "luigi.contrib.hdfs.webhdfs_client.webhdfs.user"}, changed
 

@@ -6,10 +6,16 @@ password and a page opened by its URL without logging in. Screenshots of every p
 (``test_ingestion`` counts the markers of the days it ingested; ``test_marts_anomalies`` expects them all NEW).
 """
 
+import csv
+import datetime as dt
+import io
 import json
 import os
+import re
 import secrets
 from decimal import Decimal
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -24,6 +30,8 @@ USER = "analyst"
 PASSWORD, SECRET = secrets.token_urlsafe(16), secrets.token_urlsafe(32)  # per run, never stored
 SHOTS = ROOT / "test-artifacts" / "screenshots"
 PAGES = ("Overview", "Geography", "Products", "Customers", "Anomalies", "Pipeline and SLA")
+WORLD = ROOT / "dashboard" / "static" / "topojson" / "world_110m.json"
+COLUMN_NAME = re.compile(r"^[a-z0-9]+(_[a-z0-9]+)+$")  # a mart column's name, shown raw
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +48,34 @@ def metrics(page) -> dict[str, str]:
         out[m.locator('[data-testid="stMetricLabel"]').inner_text().strip()] = \
             m.locator('[data-testid="stMetricValue"]').inner_text().strip()
     return out
+
+
+def headers(page) -> list[str]:
+    """The column headings of every table shown on the page (the grid's accessible column headers, once drawn;
+    a table in a closed expander is drawn when opened)."""
+    grids = [g for g in page.locator('[data-testid="stDataFrame"]').all() if g.is_visible()]
+    for grid in grids:
+        grid.locator('[role="columnheader"]').first.wait_for(state="attached", timeout=30_000)
+    return [h for grid in grids for h in grid.locator('[role="columnheader"]').all_text_contents()]
+
+
+def download(page, button: str) -> list[dict]:
+    """Click a download button and read the CSV it gives."""
+    with page.expect_download() as got:
+        page.get_by_role("button", name=button).first.click()
+    return list(csv.DictReader(io.StringIO(Path(got.value.path()).read_text())))
+
+
+def day(value) -> dt.date:
+    """A DATE as HiveServer2 returns it (ISO text)."""
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(value)
+
+
+def no_dialog_or_error(page, where: str) -> None:
+    assert page.locator('[role="dialog"]').count() == 0, where
+    assert page.locator('[data-testid="stException"]').count() == 0, where
+    raw = [h for h in headers(page) if COLUMN_NAME.match(h)]
+    assert raw == [], (where, raw)
 
 
 def wait_text(page, text, timeout=120_000):
@@ -108,10 +144,18 @@ def test_a_signed_link_shows_exactly_that_customers_purchases_and_a_tampered_one
     browsing.open_url(page, auth.purchases_url(customer, app_url, SECRET), "My purchases")
     wait_text(page, f"Customer {customer}")
     shown = metrics(page)
+    returned = sum((-Decimal(a) for _, a, c in lines if c), Decimal(0))
     assert shown["Orders"] == f"{orders:,}" and shown["Spent"] == f"£{spent:,.2f}"
+    assert shown["Returned"] == f"£{returned:,.2f}" and shown["Net"] == f"£{spent - returned:,.2f}"
+    assert "£-" not in page.locator("body").inner_text()
+    no_dialog_or_error(page, "signed link")
+    assert headers(page)[:5] == ["Invoice", "Date and time", "Items", "Amount", "Returned"]
     assert page.get_by_role("link", name="Overview").count() == 0  # the shopper sees no analyst page
     page.screenshot(path=str(SHOTS / "my_purchases.png"), full_page=True)
     token = auth.sign_customer(customer, SECRET)
+    browsing.open_url(page, f"{app_url}/?token={token}", "My purchases")  # the root opens it too
+    wait_text(page, f"Customer {customer}")
+    no_dialog_or_error(page, "signed link at the root")
     tampered = token[:-2] + ("AA" if token[-2:] != "AA" else "BB")
     browsing.open_url(page, f"{app_url}/my_purchases?token={tampered}", "My purchases")
     wait_text(page, "this link is not valid")
@@ -142,3 +186,73 @@ def test_an_analyst_acknowledges_an_anomaly_and_who_and_when_are_recorded(app_ur
     assert f"anomaly {line_id} " in message and "NEW → ACKNOWLEDGED" in message
     note, = hs2.query("SELECT note FROM ecommerce_mart.anomaly_status_log WHERE line_id = %(l)s", {"l": line_id})
     assert note == ("checked with the warehouse team",)
+
+
+def test_every_page_works_with_the_network_limited_to_loopback(app_url, browser):
+    """No request leaves the machine: the world map comes from the app, and draws a shape for every country
+    with sales in the range; every page says how fresh its data is; tables carry labels and export as CSV."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    outside = []
+
+    def loopback_only(route):
+        url = route.request.url
+        if url.startswith(("data:", "blob:")) or urlsplit(url).hostname in ("127.0.0.1", "localhost"):
+            return route.continue_()
+        outside.append(url)
+        return route.abort()
+
+    context.route("**/*", loopback_only)
+    page = context.new_page()
+    log_in(page, app_url, PASSWORD)
+    wait_text(page, "Net revenue")
+    (until, loaded), = hs2.query("SELECT max(window_end), max(finished_at) FROM ecommerce_db.batch_audit "
+                                 "WHERE feed = 'transactions'")
+    (ready_day, first_ready), = hs2.query(
+        "SELECT invoice_date, coalesce(first_ready_at, ready_at) FROM ecommerce_mart.marts_ready "
+        "ORDER BY invoice_date DESC, revision DESC LIMIT 1")
+    first, last = map(day, hs2.query("SELECT min(invoice_date), max(invoice_date) "
+                                     "FROM ecommerce_mart.mart_daily_sales")[0])
+    start = max(first, last.replace(day=1))  # the pages' default range: the last month with sales
+    for name in PAGES:
+        if name != "Overview":
+            browsing.act(page, page.get_by_role("link", name=name).click, name)
+        no_dialog_or_error(page, name)
+        sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
+        assert f"Data as of {until:%Y-%m-%d %H:%M}" in sidebar, name
+        assert f"latest batch loaded {loaded:%Y-%m-%d %H:%M} UTC" in sidebar, name
+        assert f"marts of {ready_day} ready at {first_ready:%Y-%m-%d %H:%M} UTC" in sidebar, name
+        assert page.get_by_text("looks stalled").count() == 0, name  # batches were loaded minutes ago
+
+    browsing.act(page, page.get_by_role("link", name="Geography").click, "Geography")
+    world = {g.get("id") for g in json.loads(WORLD.read_text())["objects"]["countries"]["geometries"]} - {None}
+    sold = hs2.query("SELECT DISTINCT c.iso3 FROM ecommerce_mart.mart_daily_sales d JOIN ecommerce_dw.dim_country c "
+                     "ON d.country_key = c.country_key WHERE d.invoice_date BETWEEN %(a)s AND %(b)s",
+                     {"a": str(start), "b": str(last)})
+    on_map = {iso3 for iso3, in sold if iso3} & world
+    assert on_map, "no country with sales has a shape on the world map"
+    page.locator("path.choroplethlocation").first.wait_for(timeout=60_000)
+    assert page.locator("path.choroplethlocation").count() == len(on_map)
+    by_country = dict(hs2.query("SELECT country_name, sum(net_revenue) FROM ecommerce_mart.mart_daily_sales "
+                                "WHERE invoice_date BETWEEN %(a)s AND %(b)s GROUP BY country_name",
+                                {"a": str(start), "b": str(last)}))
+    rows = {r["Country"]: Decimal(r["Net revenue"]) for r in download(page, "Download CSV")}
+    assert set(rows) == set(by_country)
+    assert all(abs(rows[c] - Decimal(v)) <= Decimal("0.005") for c, v in by_country.items()), rows
+    page.screenshot(path=str(SHOTS / "geography_offline.png"), full_page=True)
+
+    browsing.act(page, page.get_by_role("link", name="Pipeline and SLA").click, "Pipeline and SLA")
+    run = page.get_by_role("combobox", name="Scheduled run").input_value()
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC: ([2-9]|\d\d+) tasks, \d+ failed", run), run
+    dq_first, dq_last = map(day, hs2.query("SELECT min(invoice_date), max(invoice_date) "
+                                           "FROM ecommerce_mart.dq_results")[0])
+    window = {"a": str(max(dq_first, dq_last - dt.timedelta(days=13))), "b": str(dq_last)}
+    counts = dict(hs2.query("SELECT severity, count(*) FROM ecommerce_mart.dq_results "
+                            "WHERE invoice_date BETWEEN %(a)s AND %(b)s GROUP BY severity", window))
+    every_run = download(page, "Download every run (CSV)")
+    assert len(every_run) == sum(counts.values()) and {r["Severity"] for r in every_run} == set(counts)
+    browsing.act(page, page.get_by_role("button", name="Remove error").first.click, "Pipeline and SLA")
+    warnings = download(page, "Download every run (CSV)")
+    assert len(warnings) == counts.get("warn", 0) and {r["Severity"] for r in warnings} <= {"warn"}
+    page.screenshot(path=str(SHOTS / "pipeline_offline.png"), full_page=True)
+    context.close()
+    assert outside == []

@@ -338,8 +338,9 @@ def _invalidate(args: argparse.Namespace) -> int:
         if not sys.stdin.isatty():
             print("error: nothing invalidated: stdin is not a terminal; re-run with --yes to confirm", file=sys.stderr)
             return 1
-        if input("proceed? [y/N] ").strip().lower() not in ("y", "yes"):
-            print("nothing invalidated")
+        print("proceed? [y/N] ", end="", file=sys.stderr, flush=True)  # the prompt is not part of the result
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            print("nothing invalidated", file=sys.stderr)
             return 1
     try:
         note, removed = invalidate.apply(inv, args.reason or "")

@@ -244,7 +244,8 @@ def test_the_command_on_a_terminal_does_nothing_unless_confirmed(warehouse):
         os.close(controller)
         os.close(terminal)
     assert proc.returncode == 1
-    assert "proceed? [y/N] nothing invalidated" in proc.stdout
+    assert proc.stderr == "proceed? [y/N] nothing invalidated\n"
+    assert proc.stdout.splitlines()[0] == "2010-12-02: invalidating from MartsReady; the next run rebuilds 1 tasks:"
     assert markers(root) == before
 
 

@@ -254,5 +254,10 @@ def test_every_page_works_with_the_network_limited_to_loopback(app_url, browser)
     warnings = download(page, "Download every run (CSV)")
     assert len(warnings) == counts.get("warn", 0) and {r["Severity"] for r in warnings} <= {"warn"}
     page.screenshot(path=str(SHOTS / "pipeline_offline.png"), full_page=True)
+    shopper = context.new_page()
+    browsing.open_url(shopper, auth.purchases_url(17850, app_url, SECRET), "My purchases")
+    wait_text(shopper, "Customer 17850")
+    no_dialog_or_error(shopper, "signed link")
+    assert "£-" not in shopper.locator("body").inner_text() and "Amount" in headers(shopper)
     context.close()
     assert outside == []

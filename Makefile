@@ -10,13 +10,18 @@ PYTEST_ARGS ?=
 # pytest workers (tests/conftest.py deals whole stacks out to them)
 TEST_WORKERS ?= 2
 
-.PHONY: dashboard run test setup services-start services-stop services-status stop status lint bench bench-backfill bench-marts bench-dashboard bench-simulate bench-floor clean
+.PHONY: dashboard run test setup lock services-start services-stop services-status stop status lint bench bench-backfill bench-marts bench-dashboard bench-simulate bench-floor clean
 
-$(VENV)/.installed: setup.cfg pyproject.toml
+$(VENV)/.installed: setup.cfg pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[dev]'
+	$(VENV)/bin/pip install -q pip==26.3
+	$(VENV)/bin/pip install -q -c requirements.lock -e '.[dev]'
 	touch $@
+
+# after changing setup.cfg: install, then pin every package the venv holds
+lock: setup
+	{ sed -n '1,2p' requirements.lock; $(VENV)/bin/pip freeze --exclude-editable; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock
 
 setup: $(VENV)/.installed
 

@@ -1,11 +1,11 @@
 """A dynamic class-data-sharing archive (AppCDS) of the Spark driver's classes, so a Spark JVM starts faster.
 
 A Spark driver loads about 16,000 classes from PySpark's 279 jars each time it starts. The first session on a
-machine, when the archive is missing, starts a trainer in the background (``python -m pipeline.class_archive
-PATH``): it opens a session like the pipeline's, reads the catalog, writes a Parquet file and reads it back as
-rows and as Arrow, and its JVM writes the classes it loaded at exit (``-XX:ArchiveClassesAtExit``) to a
-temporary file, renamed into place only when complete. Later drivers, the pipeline's and HiveServer2's, map it
-(``-XX:SharedArchiveFile``).
+machine, when the archive is missing, starts a trainer in the background
+(``pipeline.runtime.class_archive_trainer``): it opens a session like the pipeline's, reads the catalog,
+writes a Parquet file and reads it back as rows and as Arrow, and its JVM writes the classes it loaded at exit
+(``-XX:ArchiveClassesAtExit``) to a temporary file, renamed into place only when complete. Later drivers, the
+pipeline's and HiveServer2's, map it (``-XX:SharedArchiveFile``).
 
 The archive is keyed by the JVM and the jars it was made from (their directory, names and sizes: a JVM uses an
 archive only with the class path it was made with) and by what the trainer runs (``WORKLOAD``), and kept per
@@ -22,7 +22,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -80,44 +79,7 @@ def start_trainer(path: Path) -> bool:
         return False
     os.close(fd)
     with open(path.with_suffix(".log"), "ab") as out:
-        subprocess.Popen([sys.executable, "-m", "pipeline.class_archive", str(path)], stdout=out,
+        subprocess.Popen([sys.executable, "-m", "pipeline.runtime.class_archive_trainer", str(path)], stdout=out,
                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     log.info("training a Spark class archive in the background: %s", path)
     return True
-
-
-def train(path: Path) -> None:
-    """Run a driver that loads the pipeline's usual classes and dumps them at exit; rename the archive into
-    place once its JVM has exited with a complete one."""
-    from pyspark import SparkContext
-
-    from pipeline import spark as sp
-
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        session = sp.get_spark(app_name="class-archive", archive_opts=f"-XX:ArchiveClassesAtExit={tmp} {QUIET}")
-        with tempfile.TemporaryDirectory() as scratch:
-            df = session.range(1000).selectExpr("id", "cast(id AS decimal(12,2)) AS amount",
-                                                "current_date() AS day")
-            df.groupBy("day").sum("amount").write.partitionBy("day").parquet(f"{scratch}/t")
-            session.read.parquet(f"{scratch}/t").collect()
-            session.read.parquet(f"{scratch}/t").toArrow()  # small tables are published from the driver as Arrow
-        sp.stop_spark()
-        gateway = SparkContext._gateway
-        jvm = gateway.proc
-        gateway.shutdown()
-        jvm.stdin.close()  # the driver exits on EOF and writes the archive on its way out
-        jvm.wait(timeout=300)
-        if complete(tmp):
-            os.replace(tmp, path)
-            log.info("Spark class archive ready: %s (%.0f MiB)", path, path.stat().st_size / 2**20)
-        else:
-            log.warning("the JVM left no complete class archive at %s", tmp)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-        path.with_suffix(".training").unlink(missing_ok=True)
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    train(Path(sys.argv[1]))

@@ -20,25 +20,28 @@ def render() -> None:
         widgets.section(part)
 
 
+def _section(title: str, frame, empty: str, chart=None, csv: str | None = None) -> bool:
+    """A titled table (with its chart above it), or ``empty`` when there are no rows; whether rows were shown."""
+    st.subheader(title)
+    if frame.empty:
+        st.info(empty)
+        return False
+    if chart:
+        st.plotly_chart(chart(frame), width="stretch")
+    widgets.table(frame, csv=csv)
+    return True
+
+
 def _sla() -> None:
-    st.subheader("SLA")
-    status = data.sla_status()
-    if status.empty:
-        st.info("The SLA monitor has not run yet: `python -m pipeline sla`.")
-        return
-    st.plotly_chart(charts.sla_strip(status), width="stretch")
-    widgets.table(status.sort_values("invoice_date", ascending=False), csv="sla_status.csv")
-    st.caption("Ready at: when the day's marts were first ready (the SLA is judged on it); republished at and "
-               "republications: later publications after late lines or an invalidation.")
+    status = data.sla_status().sort_values("invoice_date", ascending=False)
+    if _section("SLA", status, "The SLA monitor has not run yet: `python -m pipeline sla`.", charts.sla_strip,
+                "sla_status.csv"):
+        st.caption("Ready at: when the day's marts were first ready (the SLA is judged on it); republished at and "
+                   "republications: later publications after late lines or an invalidation.")
 
 
 def _sla_changes() -> None:
-    st.subheader("SLA state changes")
-    changes = data.sla_history()
-    if changes.empty:
-        st.info("No SLA state recorded yet.")
-        return
-    widgets.table(changes)
+    _section("SLA state changes", data.sla_history(), "No SLA state recorded yet.")
 
 
 def _runs() -> None:
@@ -101,22 +104,13 @@ def _quality() -> None:
 
 
 def _revisions() -> None:
-    st.subheader("Republished days")
-    revisions = data.mart_revisions()
-    if revisions.empty:
-        st.info("No day has been republished: every day's marts are as first published.")
-        return
-    widgets.table(revisions)
+    _section("Republished days", data.mart_revisions(),
+             "No day has been republished: every day's marts are as first published.")
 
 
 def _batches() -> None:
-    st.subheader("Batch accounting (latest batches)")
-    batches = data.batch_accounting()
-    if batches.empty:
-        st.info("No batch loaded yet.")
-        return
-    st.plotly_chart(charts.batch_accounting(batches), width="stretch")
-    widgets.table(batches, csv="batch_accounting.csv")
+    _section("Batch accounting (latest batches)", data.batch_accounting(), "No batch loaded yet.",
+             charts.batch_accounting, "batch_accounting.csv")
 
 
 if __name__ == "__main__":

@@ -90,11 +90,11 @@ def build_layouts() -> None:
     """The scratch copies of the purchase history the published layout is compared with."""
     from pyspark.sql import functions as F
 
-    from pipeline import warehouse as wh
+    from pipeline.io import catalog
     from pipeline.spark import get_spark
 
     spark = get_spark()
-    spark.sql(f"CREATE DATABASE IF NOT EXISTS bench_layout LOCATION '{wh.db_location('bench_layout')}'")
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS bench_layout LOCATION '{catalog.db_location('bench_layout')}'")
     history = spark.table(HISTORY).drop("invoice_month", "customer_bucket")
     (history.repartition("invoice_date").sortWithinPartitions("invoice_date", "customer_id", "invoice_ts")
      .write.mode("overwrite").partitionBy("invoice_date").saveAsTable("bench_layout.history_by_date"))

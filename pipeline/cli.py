@@ -299,11 +299,13 @@ def _restore(args: argparse.Namespace) -> int:
 
 def _catalog(args: argparse.Namespace) -> int:
     from pipeline.io import catalog
+    from pipeline.runtime import backup
     from pipeline.spark import get_spark
 
     if args.action == "rebuild":
         return _recovery(lambda: catalog.rebuild(get_spark("catalog-rebuild")), "catalog rebuild")
-    return _recovery(lambda: {"status": "ok", "tables": catalog.check(get_spark("catalog-check"))}, "catalog check")
+    return _recovery(lambda: {"status": "ok", "tables": catalog.check(get_spark("catalog-check"), backup.newest_name)},
+                     "catalog check")
 
 
 def _invalidate(args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ from urllib.parse import urlparse
 
 from pipeline import config, fs
 from pipeline.io import catalog, crash, metastore_client
+from pipeline.runtime import backup
 from pipeline.schemas import SCHEMAS
 
 if TYPE_CHECKING:
@@ -47,13 +48,8 @@ def name(table: str) -> str:
     return ".".join(_split(table))
 
 
-def db_location(db: str = DB) -> str:
-    return fs.join(config.warehouse().uri, f"{db}.db")
-
-
 def table_root(table: str) -> str:
-    db, tbl = _split(table)
-    return fs.join(db_location(db), tbl)
+    return catalog.table_location(*_split(table))
 
 
 def new_version() -> str:
@@ -99,7 +95,7 @@ def catalog_tables(spark: SparkSession, db: str) -> set[str] | None:
     published tables (``catalog.CatalogLost``)."""
     databases = {r[0] for r in spark.sql("SHOW DATABASES").collect()}
     existing = {r.tableName for r in spark.sql(f"SHOW TABLES IN {db}").collect()} if db in databases else None
-    catalog.refuse_if_lost(spark, db, existing)
+    catalog.refuse_if_lost(spark, db, existing, backup.newest_name)
     return existing
 
 
@@ -115,7 +111,7 @@ def ensure_schema(spark: SparkSession, db: str = DB) -> None:
         return
     existing = catalog_tables(spark, db)
     if existing is None:
-        spark.sql(f"CREATE DATABASE IF NOT EXISTS {db} LOCATION '{db_location(db)}'")
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS {db} LOCATION '{catalog.db_location(db)}'")
         existing = set()
     columns = metastore_client.table_columns(db, [t for t in SCHEMAS[db] if t in existing
                                                   and (db, t) not in _checked])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
@@ -143,10 +144,14 @@ def _spec(db: str, table: str) -> dict:
     return SCHEMAS[db][table]
 
 
-def _table_root(db: str, table: str) -> str:
-    from pipeline import warehouse as wh
+def db_location(db: str) -> str:
+    """Where a database's tables live: ``<warehouse>/<db>.db``."""
+    return fs.join(config.warehouse().uri, f"{db}.db")
 
-    return wh.table_root(f"{db}.{table}")
+
+def table_location(db: str, table: str) -> str:
+    """A table's root: its ``_current`` pointer (or its partitions' directories) and its versions are under it."""
+    return fs.join(db_location(db), table)
 
 
 def _has_pointer(uri: str, depth: int) -> bool:
@@ -159,28 +164,19 @@ def _has_pointer(uri: str, depth: int) -> bool:
 def _published_tables(db: str, tables: list[str]) -> list[str]:
     """Tables of ``tables`` whose root holds a ``_current`` pointer anywhere (one listing of the db directory,
     then only the roots that exist; a partitioned table stops at its first published partition)."""
-    from pipeline import warehouse as wh
-
-    present = set(fs.listdir(wh.db_location(db)))
+    present = set(fs.listdir(db_location(db)))
     out = []
     for table in tables:
-        if table in present and _has_pointer(_table_root(db, table), len(partition_columns(_spec(db, table)))):
+        if table in present and _has_pointer(table_location(db, table), len(partition_columns(_spec(db, table)))):
             out.append(table)
     return out
 
 
-def _newest_backup() -> str | None:
-    from pipeline.runtime import backup
-
-    newest = backup.newest()
-    return newest.name if newest else None
-
-
-def refuse_if_lost(spark, db: str, existing_tables: set[str] | None) -> None:
+def refuse_if_lost(spark, db: str, existing_tables: set[str] | None, newest_backup: Callable[[], str | None]
+                   ) -> None:
     """Raise ``CatalogLost`` when ``db`` (or one of its tables) is missing from the catalog while the
-    warehouse holds published versions of it. ``existing_tables`` is None when the database is missing."""
-    from pipeline import warehouse as wh
-
+    warehouse holds published versions of it. ``existing_tables`` is None when the database is missing;
+    ``newest_backup`` names the backup to restore (``runtime.backup.newest_name``), for the message."""
     tables = list(SCHEMAS[db])
     missing = tables if existing_tables is None else [t for t in tables if t not in existing_tables]
     if not missing:
@@ -188,10 +184,10 @@ def refuse_if_lost(spark, db: str, existing_tables: set[str] | None) -> None:
     published = _published_tables(db, missing)
     if published:
         shown = ", ".join(published[:5]) + (f" and {len(published) - 5} more" if len(published) > 5 else "")
-        evidence = (f"the warehouse holds published versions of {shown} under {wh.db_location(db)} "
+        evidence = (f"the warehouse holds published versions of {shown} under {db_location(db)} "
                     f"(`{POINTER}` pointers)")
         raise CatalogLost(lost_message(db, [] if existing_tables is None else published, evidence,
-                                       _newest_backup()))
+                                       newest_backup()))
     if existing_tables is not None:
         return
     markers = fs.join(config.warehouse().uri, MARKERS)
@@ -201,7 +197,7 @@ def refuse_if_lost(spark, db: str, existing_tables: set[str] | None) -> None:
     if databases & set(SCHEMAS):
         return
     evidence = f"Luigi markers under {markers} say work was done and no database of the pipeline is in the catalog"
-    raise CatalogLost(lost_message(db, [], evidence, _newest_backup()))
+    raise CatalogLost(lost_message(db, [], evidence, newest_backup()))
 
 
 def walk_partitions(uri: str, columns: list[str], prefix: str = ""):
@@ -230,7 +226,7 @@ def read_pointer(parent: str) -> str | None:
 
 def live_table(db: str, table: str) -> LiveTable:
     """Read the ``_current`` pointers of one table of ``SCHEMAS``."""
-    return scan(db, table, _table_root(db, table), partition_columns(_spec(db, table)))
+    return scan(db, table, table_location(db, table), partition_columns(_spec(db, table)))
 
 
 def scan(db: str, table: str, root: str, columns: list[str]) -> LiveTable:
@@ -306,7 +302,6 @@ def rebuild(spark) -> dict:
     """Register every database, table and partition of ``SCHEMAS`` again at the live versions the
     ``_current`` pointers name (idempotent: a healthy catalog is left as it is). Holds the warehouse lock,
     so no writer publishes meanwhile. Returns what it did, per kind and in total."""
-    from pipeline import warehouse as wh
     from pipeline.io.lock import warehouse_lock
 
     t0 = time.monotonic()
@@ -315,7 +310,7 @@ def rebuild(spark) -> dict:
     dangling: list[str] = []
     with warehouse_lock("catalog rebuild"):
         for db, tables in SCHEMAS.items():
-            spark.sql(f"CREATE DATABASE IF NOT EXISTS {db} LOCATION '{wh.db_location(db)}'")
+            spark.sql(f"CREATE DATABASE IF NOT EXISTS {db} LOCATION '{db_location(db)}'")
             existing = {r.tableName for r in spark.sql(f"SHOW TABLES IN {db}").collect()}
             totals["databases"] += 1
             for table in tables:
@@ -337,12 +332,12 @@ def rebuild(spark) -> dict:
     return totals
 
 
-def check(spark) -> dict:
+def check(spark, newest_backup: Callable[[], str | None]) -> dict:
     """Refuse (``CatalogLost``) when any database of ``SCHEMAS`` is lost; otherwise the tables it has."""
     databases = {r[0] for r in spark.sql("SHOW DATABASES").collect()}
     out = {}
     for db in SCHEMAS:
         existing = {r.tableName for r in spark.sql(f"SHOW TABLES IN {db}").collect()} if db in databases else None
-        refuse_if_lost(spark, db, existing)
+        refuse_if_lost(spark, db, existing, newest_backup)
         out[db] = sorted(existing or [])
     return out

@@ -119,6 +119,12 @@ def newest() -> Path | None:
     return found[-1] if found else None
 
 
+def newest_name() -> str | None:
+    """The newest complete backup's name (what ``python -m pipeline restore`` takes), None when there is none."""
+    found = newest()
+    return found.name if found else None
+
+
 def derby_path() -> Path:
     """The embedded metastore's Derby database (``pipeline.services.Metastore``)."""
     return config.state().path / "metastore" / "metastore_db"

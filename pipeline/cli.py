@@ -356,6 +356,17 @@ def _invalidate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _architecture(args: argparse.Namespace) -> int:
+    from pipeline.runtime import architecture
+
+    if args.write:
+        changed = architecture.update(config.PROJECT_ROOT / "README.md", config.PROJECT_ROOT)
+        print("README.md updated" if changed else "README.md already up to date", file=sys.stderr)
+    else:
+        print(architecture.table(config.PROJECT_ROOT))
+    return 0
+
+
 def _gc(args: argparse.Namespace) -> int:
     """Delete table and partition versions the metastore does not point at, older than the retention."""
     import json
@@ -462,6 +473,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "[warehouse] gc_retention_s) and staging leftovers of crashed writes")
     gc.add_argument("--retention-s", type=float, help="keep versions younger than this (default: the config)")
     gc.set_defaults(func=_gc)
+    arch = sub.add_parser("architecture", help="print the README's architecture table, generated from the modules' "
+                                               "docstrings (--write: put it in README.md)")
+    arch.add_argument("--write", action="store_true", help="update README.md between its markers")
+    arch.set_defaults(func=_architecture)
     return parser
 
 

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 LAYERS = {  # folder -> layer, in the order the table lists them: a layer imports from the ones before it
-    "pipeline/schemas": "table declarations",
+    "pipeline/schemas": "base",
     "pipeline/transforms": "pure transforms",
     "pipeline/io": "I/O",
     "pipeline/sources": "sources",
@@ -21,8 +21,8 @@ LAYERS = {  # folder -> layer, in the order the table lists them: a layer import
     "dashboard": "dashboard",
 }
 MODULES = {  # the modules not in a layer's folder (the top of pipeline/, or the base of every layer)
-    "pipeline/config.py": "table declarations",
-    "pipeline/runtime/clock.py": "table declarations",
+    "pipeline/config.py": "base",
+    "pipeline/runtime/clock.py": "base",
     "pipeline/replay.py": "sources",
     "pipeline/synthetic.py": "sources",
     **{f"pipeline/{m}.py": "I/O" for m in ("warehouse", "fs", "load", "hs2", "history", "alerts", "spark",

@@ -101,13 +101,20 @@ def _days(start: dt.date, end: dt.date) -> dict:
     return {"start": str(start), "end": str(end)}
 
 
-def date_bounds() -> tuple[dt.date, dt.date]:
-    """The first and last day in ``mart_daily_sales`` (from the partition list)."""
-    df = query("SELECT min(invoice_date) AS first_day, max(invoice_date) AS last_day "
-               "FROM ecommerce_mart.mart_daily_sales")
+def _date_span(table: str) -> tuple[dt.date, dt.date] | None:
+    """The first and last ``invoice_date`` of a table partitioned by it (from the partition list), or None."""
+    df = query(f"SELECT min(invoice_date) AS first_day, max(invoice_date) AS last_day FROM {table}")  # a constant
     if df.empty or df.iloc[0]["first_day"] is None:
-        raise DataUnavailable("No sales are published yet: run the pipeline first (`make run`).")
+        return None
     return pd.Timestamp(df.iloc[0]["first_day"]).date(), pd.Timestamp(df.iloc[0]["last_day"]).date()
+
+
+def date_bounds() -> tuple[dt.date, dt.date]:
+    """The first and last day in ``mart_daily_sales``."""
+    span = _date_span("ecommerce_mart.mart_daily_sales")
+    if span is None:
+        raise DataUnavailable("No sales are published yet: run the pipeline first (`make run`).")
+    return span
 
 
 def countries() -> list[str]:
@@ -255,11 +262,8 @@ def batch_accounting(limit_days: int = 14) -> pd.DataFrame:
 
 
 def dq_bounds() -> tuple[dt.date, dt.date] | None:
-    """The first and last invoice date with data-quality results (from the partition list), or None."""
-    df = query("SELECT min(invoice_date) AS first_day, max(invoice_date) AS last_day FROM ecommerce_mart.dq_results")
-    if df.empty or df.iloc[0]["first_day"] is None:
-        return None
-    return pd.Timestamp(df.iloc[0]["first_day"]).date(), pd.Timestamp(df.iloc[0]["last_day"]).date()
+    """The first and last invoice date with data-quality results, or None."""
+    return _date_span("ecommerce_mart.dq_results")
 
 
 def dq_results(start: dt.date, end: dt.date, severities: list[str]) -> pd.DataFrame:

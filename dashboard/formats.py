@@ -15,11 +15,11 @@ import pandas as pd
 
 class Column(NamedTuple):
     label: str
-    kind: str  # text, int, number, money, price, percent, ratio, date, datetime, flag, duration
+    kind: str  # one of KINDS
     help: str = ""
 
 
-KINDS = ("text", "int", "number", "money", "price", "percent", "ratio", "date", "datetime", "flag", "duration")
+KINDS = ("text", "int", "number", "money", "price", "date", "datetime", "flag", "duration")
 
 COLUMNS: dict[str, Column] = {c: Column(*spec) for c, spec in {
     # sales and products
@@ -124,6 +124,7 @@ def for_display(df: pd.DataFrame) -> pd.DataFrame:
     """``df`` with its money columns rounded to pence and without negative zeros (a copy)."""
     out = df.copy()
     for name in out.columns:
-        if column(name).kind in ("money", "price") and pd.api.types.is_numeric_dtype(out[name]):
-            out[name] = out[name].astype(float).round(2 if column(name).kind == "money" else 3) + 0.0
+        kind = column(name).kind
+        if kind in ("money", "price") and pd.api.types.is_numeric_dtype(out[name]):
+            out[name] = out[name].astype(float).round(2 if kind == "money" else 3) + 0.0
     return out

@@ -10,8 +10,7 @@ import streamlit as st
 
 from dashboard import data, formats, metrics
 
-NUMBER_FORMATS = {"int": "%,d", "number": "%,.2f", "money": "£%,.2f", "price": "£%,.2f", "percent": "percent",
-                  "ratio": "%.2f", "duration": "%.1f s"}
+NUMBER_FORMATS = {"int": "%,d", "number": "%,.2f", "money": "£%,.2f", "price": "£%,.2f", "duration": "%.1f s"}
 
 
 def column_config(columns) -> dict:
@@ -39,12 +38,16 @@ def table(df: pd.DataFrame, csv: str | None = None, index: bool = False) -> None
     shown = formats.for_display(df)
     st.dataframe(shown, width="stretch", hide_index=not index, column_config=column_config(shown.columns))
     if csv:
-        csv_button(shown, csv)
+        _download(shown, csv, "Download CSV")
 
 
 def csv_button(df: pd.DataFrame, file_name: str, label: str = "Download CSV") -> None:
-    """A button that downloads ``df`` as CSV, its columns headed by their labels (``formats.COLUMNS``)."""
-    export = formats.for_display(df).rename(columns={c: formats.column(c).label for c in df.columns})
+    """A button that downloads ``df`` as CSV, as ``table`` shows it, its columns headed by their labels."""
+    _download(formats.for_display(df), file_name, label)
+
+
+def _download(shown: pd.DataFrame, file_name: str, label: str) -> None:
+    export = shown.rename(columns={c: formats.column(c).label for c in shown.columns})
     st.download_button(label, export.to_csv(index=False).encode(), file_name=file_name, mime="text/csv",
                        key=f"csv_{file_name}", on_click="ignore")
 

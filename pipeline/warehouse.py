@@ -92,11 +92,8 @@ def _check_table(spark: SparkSession, db: str, table: str, spec: dict, data_colu
 
 def catalog_tables(spark: SparkSession, db: str) -> set[str] | None:
     """The tables the catalog has in ``db`` (None: no such database), after refusing a catalog that lost
-    published tables (``catalog.CatalogLost``)."""
-    databases = {r[0] for r in spark.sql("SHOW DATABASES").collect()}
-    existing = {r.tableName for r in spark.sql(f"SHOW TABLES IN {db}").collect()} if db in databases else None
-    catalog.refuse_if_lost(spark, db, existing, backup.newest_name)
-    return existing
+    published tables (``catalog.CatalogLost``, which names the newest backup to restore)."""
+    return catalog.existing_tables(spark, db, backup.newest_name)
 
 
 def ensure_schema(spark: SparkSession, db: str = DB) -> None:

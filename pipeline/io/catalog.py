@@ -332,12 +332,15 @@ def rebuild(spark) -> dict:
     return totals
 
 
+def existing_tables(spark, db: str, newest_backup: Callable[[], str | None]) -> set[str] | None:
+    """The tables the catalog has in ``db`` (None: no such database), after refusing a catalog that lost
+    published tables (``refuse_if_lost``)."""
+    databases = {r[0] for r in spark.sql("SHOW DATABASES").collect()}
+    existing = {r.tableName for r in spark.sql(f"SHOW TABLES IN {db}").collect()} if db in databases else None
+    refuse_if_lost(spark, db, existing, newest_backup)
+    return existing
+
+
 def check(spark, newest_backup: Callable[[], str | None]) -> dict:
     """Refuse (``CatalogLost``) when any database of ``SCHEMAS`` is lost; otherwise the tables it has."""
-    databases = {r[0] for r in spark.sql("SHOW DATABASES").collect()}
-    out = {}
-    for db in SCHEMAS:
-        existing = {r.tableName for r in spark.sql(f"SHOW TABLES IN {db}").collect()} if db in databases else None
-        refuse_if_lost(spark, db, existing, newest_backup)
-        out[db] = sorted(existing or [])
-    return out
+    return {db: sorted(existing_tables(spark, db, newest_backup) or []) for db in SCHEMAS}

@@ -6,7 +6,7 @@
 # directory is an image of its own: conf/docker/ldap.Dockerfile.
 FROM python:3.11.7-slim-bookworm
 
-# the JDK, not only the JRE: HiveServer2 compiles its query guard (pipeline.runtime.query_guard) with javac on its
+# the JDK, not only the JRE: HiveServer2 compiles its query guard (pipeline.engine.query_guard) with javac on its
 # first start
 RUN apt-get update \
  && apt-get install -y --no-install-recommends openjdk-17-jdk-headless libpostgresql-jdbc-java procps tini \

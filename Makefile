@@ -15,13 +15,20 @@ TEST_WORKERS ?= 2
 $(VENV)/.installed: setup.cfg pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q pip==26.3
-	$(VENV)/bin/pip install -q -c requirements.lock -e '.[dev]'
+	$(VENV)/bin/pip install -q --require-hashes --no-deps -r requirements.lock
+	$(VENV)/bin/pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
-# after changing setup.cfg: install, then pin every package the venv holds
+# after changing setup.cfg: resolve again with uv (keeping the locked versions that still fit), with every file's
+# hash, the dev and cluster extras and the build backend pyproject.toml pins
 lock: setup
-	{ sed -n '1,2p' requirements.lock; $(VENV)/bin/pip freeze --exclude-editable; } > requirements.lock.new
-	mv requirements.lock.new requirements.lock
+	$(VENV)/bin/pip install -q uv==0.13.10
+	cp requirements.lock requirements.lock.new
+	sed -n 's/^requires = \["\(setuptools==[^"]*\)"\].*/\1/p' pyproject.toml \
+	  | $(VENV)/bin/uv pip compile setup.cfg - --extra dev --extra cluster --generate-hashes --python-version 3.11 \
+	      --no-header --quiet -o requirements.lock.new
+	{ sed -n '1,2p' requirements.lock; cat requirements.lock.new; } > requirements.lock.tmp
+	mv requirements.lock.tmp requirements.lock && rm requirements.lock.new
 
 setup: $(VENV)/.installed
 

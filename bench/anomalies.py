@@ -16,6 +16,7 @@ import json
 import time
 
 from bench.stack import bench_stack, run_task
+from pipeline import config
 
 FAMOUS = {("541431", "23166"): "74,215 x 23166 on 2011-01-18", ("581483", "23843"): "80,995 x 23843 on 2011-12-09"}
 
@@ -24,14 +25,14 @@ def scan(rule: str, days: list[dt.date]) -> dict:
     """Run the detection with ``rule`` for every day on a cached fact; flagged lines and seconds."""
     from pyspark.sql import functions as F
 
-    from pipeline import warehouse as wh
+    from pipeline.io import warehouse as wh
     from pipeline.tasks import quality
-    from pipeline.tasks.dw import DW, dw_spark
+    from pipeline.tasks.base import DW, dw_spark
 
     spark = dw_spark()
     fact = wh.read(spark, f"{DW}.fact_sales").cache()
     fact.count()
-    cfg = quality.anomaly(rule=rule)
+    cfg = config.anomaly(rule=rule)
     t0 = time.monotonic()
     rows = quality.detect(spark, days, cfg, fact).select(
         "line_id", "invoice_no", "stock_code", "metric", "baseline_scope", F.col("score").cast("double")).collect()
@@ -58,15 +59,16 @@ def main(argv: list[str] | None = None) -> int:
         wall = run_task(stack, "pipeline.tasks.ingest", "IngestBackfill", "--start", args.start,
                         "--end", args.end).wall_s
         print(f"IngestBackfill: {wall:.1f} s", flush=True)
-        from pipeline.tasks import dw
+        from pipeline.tasks.base import dw_spark
         from pipeline.tasks.ingest import source_days
+        from pipeline.tasks.star import DimProduct, FactSales
 
         start, end = dt.date.fromisoformat(args.start), dt.date.fromisoformat(args.end)
         days = [d for d in source_days() if start <= d <= end]
-        spark = dw.dw_spark()
+        spark = dw_spark()
         t0 = time.monotonic()
-        dw.DimProduct(days[-1]).publish(spark, [days[-1]])
-        dw.FactSales(days[-1]).publish(spark, days)
+        DimProduct(days[-1]).publish(spark, [days[-1]])
+        FactSales(days[-1]).publish(spark, days)
         print(f"fact_sales for {len(days)} days: {time.monotonic() - t0:.1f} s", flush=True)
         results = [scan(rule, days) for rule in ("stddev", "mad")]
         for r in results:

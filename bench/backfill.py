@@ -24,7 +24,7 @@ from bench.stack import Stack, bench_stack, luigi_cmd, run_measured, run_task, s
 def ingest_backfill(stack: Stack, start: str, end: str, mode: str = "backfill") -> dict:
     """Ingest ``start .. end`` through luigid (``IngestBackfill``, or ``RangeDaily`` of ``IngestDay`` with
     ``mode="tasks"``), measured: wall seconds, peak RSS, Luigi tasks, markers and the batch audit's counts."""
-    from pipeline import hs2
+    from pipeline.io import hs2
 
     if mode == "backfill":
         task = ["IngestBackfill", "--start", start, "--end", end]

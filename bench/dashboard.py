@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.reuse is None:
             ingest_s = run_task(stack, "pipeline.tasks.ingest", "IngestBackfill", "--start", args.start,
                                 "--end", args.end).wall_s
-            marts_s = run_task(stack, "pipeline.tasks.dw", "MartsBackfill", "--start", args.start,
+            marts_s = run_task(stack, "pipeline.tasks.ready", "MartsBackfill", "--start", args.start,
                                "--end", args.end).wall_s
             run_task(stack, "pipeline.tasks.sla", "SlaMonitor", "--now", f"{args.end}T0900")
             print(f"ingest {ingest_s:.1f} s, marts {marts_s:.1f} s", flush=True)

@@ -68,7 +68,7 @@ class MarkerOnly(luigi.Task):
         return [self.clone(n=self.n - 1)] if self.n > 0 else []
 
     def output(self):
-        from pipeline.tasks.ingest import marker
+        from pipeline.tasks.base import marker
 
         return marker("bench_floor", self.chain, f"{self.n}.json")
 
@@ -81,7 +81,7 @@ class MinimalTable(MarkerOnly):
 
     @writes_warehouse
     def run(self):
-        from pipeline.tasks.dw import dw_spark
+        from pipeline.tasks.base import dw_spark
 
         publish_next(dw_spark(), _date(self.chain, self.n))
         write_marker(self.output(), {"n": self.n})
@@ -105,9 +105,9 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def measure(tasks: int, chains: int, queries: int) -> dict:
-    from pipeline import hs2
-    from pipeline import warehouse as wh
-    from pipeline.tasks.dw import dw_spark
+    from pipeline.io import hs2
+    from pipeline.io import warehouse as wh
+    from pipeline.tasks.base import dw_spark
 
     spark = dw_spark()
     wh.SCHEMAS.setdefault("bench_floor", SPEC)

@@ -79,7 +79,7 @@ def backfill_steps(state: Path) -> dict[str, float]:
 
 def sample_customers(n: int) -> list[int]:
     """``n`` customers of the purchase history, spread over the ids in a fixed pseudo-random order."""
-    from pipeline import hs2
+    from pipeline.io import hs2
 
     return [r[0] for r in hs2.query(
         f"SELECT customer_id FROM {HISTORY} GROUP BY customer_id ORDER BY pmod(customer_id * 7919, 1009) "
@@ -90,8 +90,8 @@ def build_layouts() -> None:
     """The scratch copies of the purchase history the published layout is compared with."""
     from pyspark.sql import functions as F
 
+    from pipeline.engine.spark import get_spark
     from pipeline.io import catalog
-    from pipeline.spark import get_spark
 
     spark = get_spark()
     spark.sql(f"CREATE DATABASE IF NOT EXISTS bench_layout LOCATION '{catalog.db_location('bench_layout')}'")
@@ -106,7 +106,7 @@ def build_layouts() -> None:
 def read_latency(table: str, buckets: int | None, customers: list[int]) -> dict:
     """The storefront's read of one customer's history over HiveServer2, per customer after one warm-up
     query: median, 95th percentile (nearest rank) and maximum milliseconds, and the rows read."""
-    from pipeline import hs2
+    from pipeline.io import hs2
 
     where = "customer_id = %(c)s" + (f" AND customer_bucket = pmod(%(c)s, {buckets})" if buckets else "")
     sql = f"SELECT invoice_no, invoice_ts, stock_code, quantity, line_amount FROM {table} WHERE {where} " \
@@ -136,21 +136,21 @@ def main(argv: list[str] | None = None) -> int:
 
 def _measure(args: argparse.Namespace, stack: Stack) -> int:
     """Time the day's marts before and after the year, the backfill and the storefront read; print them."""
-    from pipeline import hs2
+    from pipeline.io import hs2
     from pipeline.tasks.ingest import source_days
 
     days = [d for d in source_days() if str(d) >= args.start and str(d) <= args.end]
     first, second, before_last, last = days[0], days[1], days[-2], days[-1]
     ingest_s = _timed(stack, "pipeline.tasks.ingest", "IngestBackfill", "--start", args.start, "--end", args.end)
-    first_empty = _timed(stack, "pipeline.tasks.dw", "MartsReady", "--date", str(first))
-    backfill_s = _timed(stack, "pipeline.tasks.dw", "MartsBackfill", "--start", str(second),
+    first_empty = _timed(stack, "pipeline.tasks.ready", "MartsReady", "--date", str(first))
+    backfill_s = _timed(stack, "pipeline.tasks.ready", "MartsBackfill", "--start", str(second),
                         "--end", str(before_last))
     steps = backfill_steps(stack.state)
-    last_full = _timed(stack, "pipeline.tasks.dw", "MartsReady", "--date", str(last))
+    last_full = _timed(stack, "pipeline.tasks.ready", "MartsReady", "--date", str(last))
     markers = stack.state / "warehouse" / "_markers"
     for db, table in FIRST_DAY_TABLES:
         (markers / db / table / f"{first}.json").unlink(missing_ok=True)
-    first_full = _timed(stack, "pipeline.tasks.dw", "MartsReady", "--date", str(first))
+    first_full = _timed(stack, "pipeline.tasks.ready", "MartsReady", "--date", str(first))
     lines = dict(hs2.query("SELECT invoice_date, count(*) FROM ecommerce_dw.fact_sales "
                            "WHERE invoice_date IN (%(a)s, %(b)s) GROUP BY invoice_date",
                            {"a": str(first), "b": str(last)}))

@@ -74,7 +74,8 @@ def _settings() -> tuple[list[str], dict]:
     try:
         import luigi
 
-        from pipeline import config, load
+        from pipeline import config
+        from pipeline.io import load
 
         config.load_profile()
         cfg = luigi.configuration.get_config()

@@ -95,7 +95,8 @@ def _attempt(rows: dict[str, Row], key: str, measure: Callable[[], None]) -> Non
 
 def _trading_days() -> list[dt.date]:
     """The real data's trading days."""
-    from pipeline import config, replay
+    from pipeline import config
+    from pipeline.sources import replay
 
     return list(replay.trading_days(config.replay().source_path))
 
@@ -103,7 +104,8 @@ def _trading_days() -> list[dt.date]:
 def measure_demo(rows: dict[str, Row], keys: list[str], stack: Stack, args: argparse.Namespace) -> None:
     """The demo window, one more day's marts, one SLA evaluation and one anomaly review on one stack."""
     from bench.simulate import demo_run
-    from pipeline import config, hs2
+    from pipeline import config
+    from pipeline.io import hs2
 
     days = _trading_days()
     if "make-run" in keys:
@@ -129,7 +131,7 @@ def measure_demo(rows: dict[str, Row], keys: list[str], stack: Stack, args: argp
         def one_day() -> None:
             """Ingest the day (not timed), then time its MartsReady."""
             ingest = run_task(stack, "pipeline.tasks.ingest", "IngestDay", "--date", str(day))
-            marts = run_task(stack, "pipeline.tasks.dw", "MartsReady", "--date", str(day))
+            marts = run_task(stack, "pipeline.tasks.ready", "MartsReady", "--date", str(day))
             rows["one-day"].pipeline_s = marts.wall_s
             rows["one-day"].notes = (f"{day}, after {built} was published; its ingestion ({ingest.wall_s:.0f} s) "
                                      "not counted")
@@ -197,7 +199,7 @@ def measure_year(rows: dict[str, Row], keys: list[str], stack: Stack, args: argp
         return  # every other year row needs the marts
     t0 = time.monotonic()
     try:
-        marts = run_task(stack, "pipeline.tasks.dw", "MartsBackfill", "--start", args.start, "--end", args.end)
+        marts = run_task(stack, "pipeline.tasks.ready", "MartsBackfill", "--start", args.start, "--end", args.end)
     except BenchFailure as exc:
         _marts_failed(rows, stack, exc, time.monotonic() - t0)
         marts = None
@@ -225,7 +227,7 @@ def measure_year(rows: dict[str, Row], keys: list[str], stack: Stack, args: argp
 def _marts_measured(rows: dict[str, Row], stack: Stack, ingest: dict, marts, ref: dict | None) -> None:
     """The year-marts and anomalies rows from a finished ``MartsBackfill`` and its markers."""
     from bench.marts import backfill_steps
-    from pipeline import hs2
+    from pipeline.io import hs2
 
     steps = backfill_steps(stack.state)
     checks = steps.get("dq_results", 0) + steps.get("marts_ready", 0)
@@ -294,12 +296,12 @@ def measure_scale(rows: dict[str, Row], scale: str, stack: Stack) -> float:
     """Land a synthetic range, ingest and publish it measured, run the DuckDB reference on the same files;
     returns the pipeline's seconds."""
     from bench.reference import reference_measured
-    from pipeline import hs2
+    from pipeline.io import hs2
 
     key, start, end, per_day = SCALES[scale]
     gen = run_pipeline(stack, "synth", "--start", str(start), "--end", str(end), "--lines-per-day", str(per_day))
     ingest = run_task(stack, "pipeline.tasks.ingest", "IngestBackfill", "--start", str(start), "--end", str(end))
-    marts = run_task(stack, "pipeline.tasks.dw", "MartsBackfill", "--start", str(start), "--end", str(end))
+    marts = run_task(stack, "pipeline.tasks.ready", "MartsBackfill", "--start", str(start), "--end", str(end))
     (received, loaded), = hs2.query("SELECT sum(rows_received), sum(rows_loaded) FROM ecommerce_db.batch_audit "
                                     "WHERE feed = 'transactions'")
     ref = reference_measured(stack.env, stack.state / "warehouse" / "landing")

@@ -67,7 +67,8 @@ def bench_stack(keep: bool = False, reuse: Path | None = None, replay: bool = Tr
     )
     env = dict(os.environ, ECOM_CONFIG_OVERLAY=str(overlay))
     os.environ.update(env)
-    from pipeline import config, services
+    from pipeline import config
+    from pipeline.engine import services
 
     config.load_profile()
     try:
@@ -168,7 +169,7 @@ def run_pipeline(stack: Stack, *args: str) -> Measured:
 
 def restart_service(name: str) -> float:
     """Stop and start one service of the current stack (``hiveserver2``...); seconds until it is healthy."""
-    from pipeline import services
+    from pipeline.engine import services
 
     svc = next(s for s in services.all_services() if s.name == name)
     svc.stop()

@@ -48,12 +48,11 @@ class LinksNotConfigured(InvalidLink):
 
 
 def users() -> dict[str, str]:
-    import luigi.configuration
 
     from pipeline import config
 
     config.load_profile()
-    raw = os.environ.get(USERS_ENV) or luigi.configuration.get_config().get("dashboard", "users", "{}")
+    raw = os.environ.get(USERS_ENV) or config.dashboard().users
     try:
         parsed = json.loads(raw)
     except json.JSONDecodeError:

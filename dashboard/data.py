@@ -16,6 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from pipeline import config
+from pipeline.schemas.mart import PURCHASE_HISTORY_BUCKETS
 from pipeline.transforms import anomaly_status
 
 log = logging.getLogger(__name__)
@@ -299,7 +300,7 @@ def freshness() -> dict:
             "trading_weekdays": {pd.Timestamp(d).weekday() for d in days["invoice_date"].dropna()}}
 
 
-def purchase_history(customer_id: int, buckets: int = 32) -> pd.DataFrame:
+def purchase_history(customer_id: int, buckets: int = PURCHASE_HISTORY_BUCKETS) -> pd.DataFrame:
     """One customer's lines: reads only the customer's bucket of each month."""
     df = query("SELECT invoice_no, invoice_ts, stock_code, description, quantity, unit_price_paid, line_amount, "
                "is_cancellation, country_name FROM ecommerce_mart.mart_customer_purchase_history "
@@ -312,12 +313,11 @@ def purchase_history(customer_id: int, buckets: int = 32) -> pd.DataFrame:
 
 def task_history(since: dt.datetime) -> pd.DataFrame:
     """Luigi's task events since ``since`` (luigid's SQLite history)."""
-    import luigi.configuration
 
-    from pipeline import history
+    from pipeline.io import history
 
     config.load_profile()
-    path = history.database(luigi.configuration.get_config().get("sla", "task_history_db", ""))
+    path = history.database(config.sla().task_history_db)
     try:
         return history.events(path, since)
     except FileNotFoundError:

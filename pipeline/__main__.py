@@ -1,3 +1,3 @@
-from pipeline.cli import main
+from pipeline.runtime.cli import main
 
 raise SystemExit(main())

@@ -8,17 +8,21 @@ Relative paths in the config are resolved against the repository root.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 
 import luigi
 import luigi.configuration
+import luigi.notifications
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PROFILE_ENV = "ECOM_PROFILE"
 OVERLAY_ENV = "ECOM_CONFIG_OVERLAY"
 SMTP_PASSWORD_ENV = "ECOM_SMTP_PASSWORD"
 METASTORE_DB_PASSWORD_ENV = "ECOM_METASTORE_DB_PASSWORD"
+ALERT_WEBHOOK_ENV = "ECOM_ALERT_WEBHOOK_URL"
+SLA_GROUPS = {"all_marts": {"tasks": ["MartsReady"], "deadline": "10:00", "days_after": 1}}
 
 
 def load_profile() -> str:
@@ -83,7 +87,7 @@ class spark(luigi.Config):
     session_time_zone = luigi.Parameter(default="UTC")
     driver_host = luigi.Parameter(default="127.0.0.1")
     class_archive = luigi.BoolParameter(default=True, description="drivers map a class-data-sharing archive of "
-                                        "Spark's classes (pipeline.class_archive): faster JVM starts")
+                                        "Spark's classes (pipeline.engine.class_archive): faster JVM starts")
     class_archive_dir = luigi.Parameter(default="", description="where the archive is kept ('' = "
                                         "$XDG_CACHE_HOME/ecommerce-dw or ~/.cache/ecommerce-dw)")
     driver_java_options = luigi.Parameter(
@@ -202,3 +206,112 @@ class dashboard(luigi.Config):
                                                                    "within login_window_minutes before a back-off")
     login_window_minutes = luigi.FloatParameter(default=15.0)
     login_lockout_minutes = luigi.FloatParameter(default=15.0, description="how long sign-ins are refused")
+
+
+class dw(luigi.Config):
+    """``[dw]``: the calendar ``dim_date`` covers at least."""
+
+    calendar_start = luigi.DateParameter(
+        default=dt.date(2010, 1, 1),
+        description="dim_date starts no later than this (it also covers every landed date, whole years)")
+    calendar_end = luigi.DateParameter(
+        default=dt.date(2012, 12, 31),
+        description="dim_date ends no earlier than this (it also covers every landed date, whole years)")
+
+
+class anomaly(luigi.Config):
+    """``[anomaly]``: how ``DetectAnomalies`` scores a line against its product's history."""
+
+    rule = luigi.Parameter(default="mad", description="stddev: median + k standard deviations; mad: modified "
+                                                      "z-score (another name fails the task, saying which exist)")
+    stddev_threshold = luigi.FloatParameter(default=2.0)
+    mad_threshold = luigi.FloatParameter(default=3.5)
+    min_history = luigi.IntParameter(default=5, description="baseline lines a product needs before it is scored")
+    baseline_days = luigi.IntParameter(default=90, description="trailing days of history forming the baseline")
+    min_spread = luigi.FloatParameter(default=1.0)
+    new_products = luigi.ChoiceParameter(choices=["store", "skip"], default="store",
+                                         description="products below min_history: store-wide baseline, or not scored")
+
+    @property
+    def threshold(self) -> float:
+        return self.stddev_threshold if self.rule == "stddev" else self.mad_threshold
+
+
+class dq(luigi.Config):
+    """``[dq]``: the data-quality checks file and how many failing keys a result keeps."""
+
+    checks = luigi.Parameter(default="conf/dq_checks.toml", description="the declarative checks (TOML)")
+    sample_size = luigi.IntParameter(default=5, description="failing keys kept per check")
+
+
+class sla(luigi.Config):
+    """``[sla]``: the business time zone, the marts' deadlines, and the task history they are measured with."""
+
+    timezone = luigi.Parameter(default="Europe/London", description="business time zone of deadlines and feeds")
+    groups = luigi.DictParameter(default=SLA_GROUPS,
+                                 description='{"group": {"tasks": [task families], "deadline": "HH:MM", '
+                                             '"days_after": N}}')
+    masters_at = luigi.Parameter(default="06:00", description="when the daily master snapshots land")
+    lookback_hours = luigi.IntParameter(default=12, description="keep watching a day this long after its deadline")
+    default_task_s = luigi.FloatParameter(default=60.0, description="expected duration of a task never run")
+    history_days = luigi.IntParameter(default=30, description="task history used for expected durations")
+    task_history_db = luigi.Parameter(default="", description="luigid's history: SQLite path or URL ('' = embedded)")
+
+
+class alerts(luigi.Config):
+    """``[alerts]``: who gets alerts, how often an unchanged one repeats, and how delivery is retried."""
+
+    email_to = luigi.Parameter(default="", description="comma-separated recipients ('' = [email] receiver)")
+    renotify_minutes = luigi.IntParameter(default=240, description="repeat an unchanged condition after this long")
+    retries = luigi.IntParameter(default=3, description="delivery attempts per message")
+    retry_delay_s = luigi.FloatParameter(default=2.0)
+    timeout_s = luigi.FloatParameter(default=10.0)
+    subject_prefix = luigi.Parameter(default="[ecommerce-dw]")
+
+    @property
+    def recipients(self) -> list[str]:
+        to = self.email_to or luigi.notifications.email().receiver
+        return [a.strip() for a in to.split(",") if a.strip()]
+
+    @property
+    def webhook_url(self) -> str:
+        return os.environ.get(ALERT_WEBHOOK_ENV, "")
+
+
+class schedule(luigi.Config):
+    """``[schedule]``: when the scheduler runs the pipeline and the SLA monitor."""
+
+    run_at = luigi.Parameter(default="00:15,04:15,06:15,08:15,12:15,16:15,20:15",
+                             description="local times of the ingestion and marts run (comma-separated HH:MM)")
+    sla_every_minutes = luigi.IntParameter(default=15)
+    tick_s = luigi.FloatParameter(default=30.0)
+    declare_missing_after_minutes = luigi.IntParameter(
+        default=240, description="a transaction window not landed this long after it was due is declared missing "
+                                 "(recorded as a MISSING batch) so later days can go on")
+
+
+class backup(luigi.Config):
+    """``[backup]``: where catalog backups go, how many are kept, when the scheduler takes one."""
+
+    keep = luigi.IntParameter(default=14, description="complete backups kept (the newest ones)")
+    dir = luigi.Parameter(default="", description="empty: <state dir>/backups")
+    daily_at = luigi.Parameter(default="05:30",
+                               description="local time ([sla] timezone) of the scheduler's daily backup; "
+                                           "empty: none")
+    timeout_s = luigi.FloatParameter(default=900.0, description="longest wait for one copy (Derby, pg_dump)")
+
+
+class recovery(luigi.Config):
+    """``[recovery]``: what a run does about tasks luigid still shows RUNNING when it starts."""
+
+    enabled = luigi.BoolParameter(default=True, description="take over dead workers' tasks and wait for live ones")
+    wait_for_live_holders_s = luigi.FloatParameter(
+        default=120.0, description="wait at most this long for tasks held by live or remote workers (0: no wait)")
+    poll_s = luigi.FloatParameter(default=5.0, description="seconds between two looks at luigid while waiting")
+    rpc_timeout_s = luigi.FloatParameter(default=10.0, description="timeout of one request to luigid")
+
+
+class services(luigi.Config):
+    """``[services]``: whether ``pipeline run`` starts the embedded services itself (a cluster runs its own)."""
+
+    manage = luigi.BoolParameter(default=True, description="start the embedded metastore, HiveServer2 and luigid")

@@ -1,7 +1,7 @@
 """The hiveserver2 container's command: the Spark Thrift Server of ``python -m pipeline services run hiveserver2``,
 with LDAP logins instead of NOSASL.
 
-``pipeline.services.HiveServer2`` starts the embedded mode's server, which takes unauthenticated (NOSASL)
+``pipeline.engine.services.HiveServer2`` starts the embedded mode's server, which takes unauthenticated (NOSASL)
 connections on loopback. In the compose stack it listens on the network, so this launcher takes the same command
 line, replaces ``hive.server2.authentication=NOSASL`` with LDAP against the ``ldap`` service (``[hiveserver2]
 authentication``, ``ldap_url``, ``ldap_base_dn`` of conf/docker/hiveserver2.cfg: a client's user name and password
@@ -17,7 +17,8 @@ from __future__ import annotations
 import os
 import sys
 
-from pipeline import config, services
+from pipeline import config
+from pipeline.engine import services
 
 NOSASL = "hive.server2.authentication=NOSASL"
 
@@ -33,7 +34,7 @@ def ldap_argv(argv: list[str], cfg: config.hiveserver2) -> list[str]:
                                "needed (ECOM_CONFIG_OVERLAY=conf/docker/hiveserver2.cfg); not starting")
     if argv.count(NOSASL) != 1 or argv[argv.index(NOSASL) - 1] != "--hiveconf":
         raise NotAuthenticated(f"hiveserver2: the server's command line has no single --hiveconf {NOSASL} to "
-                               "replace (pipeline.services.HiveServer2 changed?); not starting")
+                               "replace (pipeline.engine.services.HiveServer2 changed?); not starting")
     i = argv.index(NOSASL)
     settings = {"hive.server2.authentication.ldap.url": cfg.ldap_url,
                 "hive.server2.authentication.ldap.baseDN": cfg.ldap_base_dn,

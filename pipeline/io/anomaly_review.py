@@ -12,8 +12,8 @@ import threading
 
 import pandas as pd
 
+from pipeline import clock
 from pipeline.io import arrow_tables, crash, lock
-from pipeline.runtime import clock
 from pipeline.schemas import mart
 from pipeline.transforms import anomaly_status as lifecycle
 

@@ -1,4 +1,4 @@
-"""Small Hive tables without Spark: read them as Arrow or pandas, publish them exactly as ``pipeline.warehouse`` does.
+"""Small Hive tables without Spark: read them as Arrow or pandas, publish them as ``io.warehouse`` does.
 
 The SLA monitor, alert delivery and the anomaly review read and rewrite tables of a few thousand rows; a Spark
 session would cost them 10-40 s to start. Spark tasks publish a date's small results through it too
@@ -6,7 +6,7 @@ session would cost them 10-40 s to start. Spark tasks publish a date's small res
 (``hmsclient``) where a table or partition lives and reads or writes its Parquet files itself (``pyarrow``), on
 ``file://`` or, through WebHDFS, ``hdfs://``.
 
-Publication follows ``pipeline.warehouse`` step for step: one Parquet file (and ``_state.json`` when given) in a
+Publication follows ``pipeline.io.warehouse`` step for step: one Parquet file (and ``_state.json`` when given) in a
 fresh version directory per table or partition, crash point ``publish.written``, the metastore calls that swap
 the locations (``alter_table``; ``add_partitions`` for new partitions, ``publish.partitions_added``, then
 ``alter_partitions`` for the others), ``publish.swapped``, the ``_current`` pointers, then the removal of replaced
@@ -36,16 +36,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from hmsclient.genthrift.hive_metastore.ttypes import MetaException, NoSuchObjectException
 
-from pipeline import config, fs
-from pipeline import warehouse as wh
-from pipeline.io import crash
-from pipeline.io.metastore_client import (
-    get_table,
-    hadoop_location,
-    metastore,
-    partition_name,
-    swap_partitions,
-)
+from pipeline import config
+from pipeline.io import crash, fs
+from pipeline.io import warehouse as wh
+from pipeline.io.metastore_client import get_table, hadoop_location, metastore, partition_name, swap_partitions
 from pipeline.schemas import split_columns
 
 log = logging.getLogger(__name__)

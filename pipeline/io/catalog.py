@@ -17,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
-from pipeline import config, fs
+from pipeline import config
+from pipeline.io import fs
 from pipeline.schemas import SCHEMAS, partition_names
 
 log = logging.getLogger(__name__)
@@ -176,7 +177,7 @@ def refuse_if_lost(spark, db: str, existing_tables: set[str] | None, newest_back
                    ) -> None:
     """Raise ``CatalogLost`` when ``db`` (or one of its tables) is missing from the catalog while the
     warehouse holds published versions of it. ``existing_tables`` is None when the database is missing;
-    ``newest_backup`` names the backup to restore (``runtime.backup.newest_name``), for the message."""
+    ``newest_backup`` names the backup to restore (``backup_store.newest_name``), for the message."""
     tables = list(SCHEMAS[db])
     missing = tables if existing_tables is None else [t for t in tables if t not in existing_tables]
     if not missing:

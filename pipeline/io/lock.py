@@ -27,7 +27,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-from pipeline import config, fs
+from pipeline import config
+from pipeline.io import fs
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ A backup is a directory ``<backups>/<UTC timestamp>/`` (``[backup] dir``, defaul
 
 It is written as ``<name>.partial`` and renamed when complete; the newest ``[backup] keep`` complete backups
 are kept. Embedded Derby admits a single JVM, so a running metastore is asked to back itself up
-(``pipeline.metastore_server``: a request file and SIGUSR1); a stopped one is copied as files.
+(``pipeline.engine.metastore_server``: a request file and SIGUSR1); a stopped one is copied as files.
 
 A restore stops the metastore, HiveServer2 and luigid, puts the backed-up databases in place (the replaced
 ones are kept aside as ``<name>.replaced-<timestamp>``), starts them again, and re-points every table and
@@ -24,7 +24,6 @@ import datetime as dt
 import json
 import logging
 import os
-import re
 import shutil
 import signal
 import sqlite3
@@ -33,28 +32,12 @@ import time
 import uuid
 from pathlib import Path
 
-import luigi
-import luigi.configuration
-
 from pipeline import config
+from pipeline.io.backup_store import MANIFEST, NAME, PARTIAL, backups_dir, list_backups
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
-PARTIAL = ".partial"
-NAME = re.compile(r"\d{8}T\d{6}Z")
 DERBY_LOCKS = {"db.lck", "dbex.lck"}
-
-
-class backup(luigi.Config):
-    """``[backup]``: where catalog backups go, how many are kept, when the scheduler takes one."""
-
-    keep = luigi.IntParameter(default=14, description="complete backups kept (the newest ones)")
-    dir = luigi.Parameter(default="", description="empty: <state dir>/backups")
-    daily_at = luigi.Parameter(default="05:30",
-                               description="local time ([sla] timezone) of the scheduler's daily backup; "
-                                           "empty: none")
-    timeout_s = luigi.FloatParameter(default=900.0, description="longest wait for one copy (Derby, pg_dump)")
 
 
 class BackupError(RuntimeError):
@@ -99,34 +82,8 @@ def replaced_name(path: Path, now: dt.datetime) -> Path:
 # ------------------------------------------------------------------------------------------------------ I/O
 
 
-def backups_dir() -> Path:
-    """The directory holding every backup."""
-    configured = backup().dir
-    return config.resolve_path(configured) if configured else config.state().path / "backups"
-
-
-def list_backups() -> list[Path]:
-    """Complete backups, oldest first."""
-    root = backups_dir()
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir() if NAME.fullmatch(p.name) and (p / MANIFEST).exists())
-
-
-def newest() -> Path | None:
-    """The newest complete backup, None when there is none."""
-    found = list_backups()
-    return found[-1] if found else None
-
-
-def newest_name() -> str | None:
-    """The newest complete backup's name (what ``python -m pipeline restore`` takes), None when there is none."""
-    found = newest()
-    return found.name if found else None
-
-
 def derby_path() -> Path:
-    """The embedded metastore's Derby database (``pipeline.services.Metastore``)."""
+    """The embedded metastore's Derby database (``pipeline.engine.services.Metastore``)."""
     return config.state().path / "metastore" / "metastore_db"
 
 
@@ -137,13 +94,13 @@ def requests_dir() -> Path:
 
 def history_source() -> Path | str:
     """luigid's task history: the SQLite file, or a PostgreSQL URL (``[sla] task_history_db``)."""
-    from pipeline import history
+    from pipeline.io import history
 
-    return history.database(luigi.configuration.get_config().get("sla", "task_history_db", ""))
+    return history.database(config.sla().task_history_db)
 
 
 def _metastore_service():
-    from pipeline import services
+    from pipeline.engine import services
 
     return next(svc for svc in services.all_services() if svc.name == "metastore")
 
@@ -279,7 +236,7 @@ def _backup_history(out: Path, timeout_s: float) -> dict | None:
 
 def create() -> dict:
     """Back up the catalog and the task history now; prune old backups. Returns the manifest."""
-    cfg = backup()
+    cfg = config.backup()
     t0 = time.monotonic()
     now = dt.datetime.now(dt.UTC)
     name = backup_name(now)
@@ -353,7 +310,7 @@ def _swap(staged: Path, dst: Path, now: dt.datetime) -> str | None:
 
 def _require_stopped() -> None:
     """On a cluster the services are not ours: the operator stops them before a restore."""
-    from pipeline import services
+    from pipeline.engine import services
 
     running = [svc.name for svc in services.all_services() if svc.name in ("metastore", "luigid") and svc.healthy()]
     if running:
@@ -364,7 +321,7 @@ def _require_stopped() -> None:
 def restore(name_or_path: str, rebuild: bool = True) -> dict:
     """Put a backup's catalog and task history in place of the current ones (services stopped meanwhile),
     then (``rebuild``) re-point the catalog at the warehouse's live versions. Holds the warehouse lock."""
-    from pipeline import services
+    from pipeline.engine import services
     from pipeline.io.lock import warehouse_lock
 
     source = resolve(name_or_path)
@@ -398,17 +355,17 @@ def restore(name_or_path: str, rebuild: bool = True) -> dict:
         if ms.db == "postgresql":
             _run(["pg_restore", "--clean", "--if-exists", "--no-owner", "--single-transaction",
                   f"--dbname={libpq_url(ms.db_url, ms.db_user)}", str(source / manifest["metastore"]["path"])],
-                 _pg_env(config.METASTORE_DB_PASSWORD_ENV), backup().timeout_s, "metastore restore")
+                 _pg_env(config.METASTORE_DB_PASSWORD_ENV), config.backup().timeout_s, "metastore restore")
         if history and isinstance(target, str):
             _run(["pg_restore", "--clean", "--if-exists", "--no-owner", "--single-transaction",
                   f"--dbname={libpq_url(target)}", str(source / history["path"])], _pg_env(None),
-                 backup().timeout_s, "task history restore")
+                 config.backup().timeout_s, "task history restore")
         if managed:
             services.start_all()
         result["services_down_s"] = round(time.monotonic() - t1, 1)
         if rebuild:
+            from pipeline.engine.spark import get_spark
             from pipeline.io import catalog
-            from pipeline.spark import get_spark
 
             result["rebuild"] = catalog.rebuild(get_spark("catalog-restore"))
     result["seconds"] = round(time.monotonic() - t0, 1)

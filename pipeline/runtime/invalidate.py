@@ -11,7 +11,7 @@ other dates' tasks (the previous day's customer sales, the anomaly baseline's fa
 (``DimDate``) stay published. Ingestion cannot be invalidated: a loaded batch is never loaded twice, and
 late lines or lines released from quarantine are picked up by the next run on their own.
 
-Before removing any marker the command leaves the date's invalidation note (``dw.invalidation_marker``):
+Before removing any marker the command leaves the date's invalidation note (``invalidation_marker``):
 who, when, why and which tasks. ``MartsReady`` reads it to record the republication as a new revision of
 ``ecommerce_mart.marts_ready`` with that reason. Markers are removed from the most downstream task back to
 TASK, so at every moment the removed ones are the downstream part of the plan; after a crash, running the
@@ -29,17 +29,27 @@ from dataclasses import dataclass
 import luigi
 from luigi.task import flatten
 
-from pipeline import fs
-from pipeline.io import lock
-from pipeline.runtime import clock
-from pipeline.tasks import dw, quality
+from pipeline import clock
+from pipeline.io import fs, lock
+from pipeline.tasks import quality
+from pipeline.tasks.base import TableForDate
+from pipeline.tasks.ready import (
+    CUSTOMER_MARTS,
+    DATE_MARTS,
+    DataQualityChecks,
+    DimCustomer,
+    MartsReady,
+    invalidation,
+    invalidation_marker,
+)
+from pipeline.tasks.star import CustomerSalesDaily, DimCountry, DimProduct, FactSales
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FROM = "FactSales"
-TABLE_FAMILIES: dict[str, type[dw._DailyTable]] = {cls.__name__: cls for cls in (
-    dw.FactSales, dw.DimProduct, dw.DimCountry, dw.CustomerSalesDaily, dw.DimCustomer, *dw.DATE_MARTS,
-    *dw.CUSTOMER_MARTS, quality.DetectAnomalies, quality.DataQualityChecks, dw.MartsReady)}
+TABLE_FAMILIES: dict[str, type[TableForDate]] = {cls.__name__: cls for cls in (
+    FactSales, DimProduct, DimCountry, CustomerSalesDaily, DimCustomer, *DATE_MARTS,
+    *CUSTOMER_MARTS, quality.DetectAnomalies, DataQualityChecks, MartsReady)}
 INGESTION_FAMILIES = ("ReplayDay", "ProductsSnapshot", "CountriesSnapshot", "TransactionBatch", "RetryQuarantine",
                       "IngestDay")
 
@@ -72,7 +82,7 @@ def _of_day(task: luigi.Task, day: dt.date) -> bool:
 def daily_graph(day: dt.date) -> dict[luigi.Task, list[luigi.Task]]:
     """The tasks of date ``day`` that ``MartsReady(day)`` requires transitively, each with its requirements of
     that date, in the order ``requires()`` gives them. Only ``requires()`` is called."""
-    root = dw.MartsReady(day)
+    root = MartsReady(day)
     graph: dict[luigi.Task, list[luigi.Task]] = {}
     todo = [root]
     while todo:
@@ -119,10 +129,10 @@ def plan(day: dt.date, from_family: str = DEFAULT_FROM) -> list[luigi.Task]:
         visited.add(task)
         for dep in graph[task]:
             visit(dep)
-        if isinstance(task, dw._DailyTable) and built_from_start(task):
+        if isinstance(task, TableForDate) and built_from_start(task):
             ordered.append(task)
 
-    visit(dw.MartsReady(day))
+    visit(MartsReady(day))
     return ordered
 
 
@@ -157,9 +167,9 @@ def prepare(day: dt.date, from_family: str = DEFAULT_FROM) -> Invalidation:
     published to invalidate, or the next run is already rebuilding it.
     """
     tasks = plan(day, from_family)
-    if dw.MartsReady(day).complete():
+    if MartsReady(day).complete():
         return Invalidation(day, from_family, tuple(tasks))
-    note = dw.invalidation(day)
+    note = invalidation(day)
     if note.get("tasks"):
         listed = set(note["tasks"])
         left = [t for t in plan(day, note.get("from_task", DEFAULT_FROM)) if t.task_id in listed and _left_by(note, t)]
@@ -197,7 +207,7 @@ def apply(inv: Invalidation, reason: str = "", by: str | None = None) -> tuple[d
         note = inv.note
         if note is None:
             note = note_for(inv, by or getpass.getuser(), reason)
-            fs.write_json(dw.invalidation_marker(inv.day), note)
+            fs.write_json(invalidation_marker(inv.day), note)
             log.info("%s: invalidation noted: %s", inv.day, note)
         removed = []
         for task in reversed(inv.tasks):

@@ -22,8 +22,10 @@ import luigi.configuration
 import luigi.rpc
 from luigi.execution_summary import LuigiStatusCode
 
-from pipeline import config, fs, replay
-from pipeline import warehouse as wh
+from pipeline import config
+from pipeline.io import fs
+from pipeline.io import warehouse as wh
+from pipeline.sources import replay
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +60,10 @@ def missing_feeds(task: luigi.Task) -> list[str]:
 def day_targets(day: dt.date) -> list[luigi.Task]:
     """What a run builds for ``day``: its ``MartsReady`` when everything it needs has landed, else the
     ingestion tasks that can run; nothing when the date is complete."""
-    from pipeline.tasks import dw, ingest
+    from pipeline.tasks import ingest
+    from pipeline.tasks.ready import MartsReady
 
-    ready = dw.MartsReady(day)
+    ready = MartsReady(day)
     if ready.complete():
         return []
     if not missing_feeds(ready):
@@ -88,10 +91,10 @@ def targets(days: list[dt.date]) -> list[luigi.Task]:
 def declare_missing(days: list[dt.date], now: dt.datetime, after_minutes: int) -> list[str]:
     """Declare missing the transaction windows of ``days`` still not landed ``after_minutes`` after they were
     due at ``now`` (naive UTC): write their notes (``ingest.missing_declaration``); returns their batch ids."""
-    from pipeline.tasks import ingest, quality
+    from pipeline.tasks import ingest
     from pipeline.transforms import sla as rules
 
-    cfg = quality.sla()
+    cfg = config.sla()
     expected = rules.feed_schedule(days, replay.WINDOW_HOURS, dt.time.fromisoformat(cfg.masters_at), cfg.timezone)
     declared = []
     for row in expected[expected["feed"] == "transactions"].itertuples():

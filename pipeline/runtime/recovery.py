@@ -24,22 +24,14 @@ from pathlib import Path
 import luigi
 import luigi.rpc
 
+from pipeline import config
+
 log = logging.getLogger(__name__)
 
 DEAD = "dead"
 ALIVE = "alive"
 OTHER_HOST = "other host"
 UNKNOWN = "unknown"
-
-
-class recovery(luigi.Config):
-    """``[recovery]``: what a run does about tasks luigid still shows RUNNING when it starts."""
-
-    enabled = luigi.BoolParameter(default=True, description="take over dead workers' tasks and wait for live ones")
-    wait_for_live_holders_s = luigi.FloatParameter(
-        default=120.0, description="wait at most this long for tasks held by live or remote workers (0: no wait)")
-    poll_s = luigi.FloatParameter(default=5.0, description="seconds between two looks at luigid while waiting")
-    rpc_timeout_s = luigi.FloatParameter(default=10.0, description="timeout of one request to luigid")
 
 
 @dataclass(frozen=True)
@@ -198,14 +190,14 @@ def take_over(scheduler: luigi.rpc.RemoteScheduler, task: HeldTask, own_pid: int
     scheduler.disable_worker(worker=task.worker)
 
 
-def recover(url: str, resources: Collection[str] | None = None, settings: recovery | None = None,
+def recover(url: str, resources: Collection[str] | None = None, settings: config.recovery | None = None,
             sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> Report:
     """Take over tasks of dead workers on this host and wait for the live holders a build needing ``resources``
     (None: any running task) would meet; returns what was done. Call it from a process running no Luigi worker.
 
     If luigid cannot be reached, logs that and returns an empty report (the build then reports it).
     """
-    settings = settings or recovery()
+    settings = settings or config.recovery()
     report = Report()
     if not settings.enabled:
         return report

@@ -3,7 +3,7 @@
 The simulator plays the source system: each feed of each day lands at its real time on the replay clock
 (a transaction window at its end, the masters at ``[sla] masters_at``), late or never when asked
 (``--late products@2011-03-05=11:30``, ``--missing transactions@2011-03-08T12``). The scheduler's own loop
-(``pipeline.schedule.Scheduler``) runs on that clock through luigid: operational runs at ``[schedule]
+(``pipeline.runtime.schedule.Scheduler``) runs on that clock through luigid: operational runs at ``[schedule]
 run_at``, the SLA monitor every ``sla_every_minutes``, alerts through the configured channels. While a
 job runs the clock advances ``speed`` times faster than the wall clock; when nothing runs it jumps to the
 next landing or due job. Days before the first simulated day that are not complete are landed and built
@@ -25,8 +25,10 @@ from dataclasses import dataclass
 
 import luigi.configuration
 
-from pipeline import config, fs, replay
-from pipeline import schedule as sched
+from pipeline import config
+from pipeline.io import fs
+from pipeline.runtime import schedule as sched
+from pipeline.sources import replay
 
 log = logging.getLogger(__name__)
 
@@ -142,10 +144,11 @@ class Source:
 def catch_up(first_day: dt.date) -> list[dt.date]:
     """Land and build the trading days before ``first_day`` that are not complete (outside simulated time)."""
     from pipeline.runtime import operate
-    from pipeline.tasks import dw, ingest
+    from pipeline.tasks import ingest
+    from pipeline.tasks.ready import MartsBackfill, MartsReady
 
     cfg = config.replay()
-    todo = [d for d in replay.trading_days(cfg.source_path) if d < first_day and not dw.MartsReady(d).complete()]
+    todo = [d for d in replay.trading_days(cfg.source_path) if d < first_day and not MartsReady(d).complete()]
     if not todo:
         return []
     to_land = [d for d in todo if not ingest.ReplayDay(d).complete()]
@@ -155,7 +158,7 @@ def catch_up(first_day: dt.date) -> list[dt.date]:
                            config.resolve_path(config.reference().country_aliases))
     ingest.source_days.cache_clear()
     log.info("catch-up: building %d days %s .. %s", len(todo), todo[0], todo[-1])
-    tasks = operate.targets(todo) if len(todo) <= 3 else [dw.MartsBackfill(start=todo[0], end=todo[-1])]
+    tasks = operate.targets(todo) if len(todo) <= 3 else [MartsBackfill(start=todo[0], end=todo[-1])]
     result = operate.build(tasks)
     if not operate.succeeded(result):
         raise RuntimeError(f"catch-up of {todo[0]} .. {todo[-1]} failed: {result.one_line_summary}")
@@ -164,11 +167,11 @@ def catch_up(first_day: dt.date) -> list[dt.date]:
 
 def simulate(start: dt.date, n_days: int, speed: float = 60.0, late: list[str] = (), missing: list[str] = ()) -> dict:
     """Simulate ``n_days`` calendar days from ``start``; returns the report (``report`` rows and run facts)."""
-    from pipeline.runtime import clock, operate
-    from pipeline.tasks import quality
+    from pipeline import clock
+    from pipeline.runtime import operate
     from pipeline.tasks.sla import SlaMonitor, last_deadline
 
-    cfg_sla, cfg_sched = quality.sla(), sched.schedule()
+    cfg_sla, cfg_sched = config.sla(), config.schedule()
     tz = sched.zone()
     late_at = dict(parse_late(s) for s in late)
     missing_keys = {parse_feed(s) for s in missing}
@@ -247,26 +250,26 @@ def report_rows(days: list[dt.date], plan: list[Landing]) -> list[dict]:
     """One row per simulated day from the published tables: feeds, first ready, SLA states, alerts, checks."""
     from pyspark.sql import functions as F
 
-    from pipeline import warehouse as wh
-    from pipeline.tasks import dw
+    from pipeline.io import warehouse as wh
+    from pipeline.tasks.base import MART, dw_spark, read_dates
 
-    spark = dw.dw_spark()
+    spark = dw_spark()
     tz = sched.zone()
-    mart = dw.MART
-    ready = {r.invoice_date: r for r in dw.read_dates(spark, f"{mart}.marts_ready", days).groupBy("invoice_date")
+    mart = MART
+    ready = {r.invoice_date: r for r in read_dates(spark, f"{mart}.marts_ready", days).groupBy("invoice_date")
              .agg(F.min(F.coalesce("first_ready_at", "ready_at")).alias("first_ready_at"),
                   F.max(F.coalesce("revision", F.lit(0))).alias("revision")).collect()}
-    status = {r.invoice_date: r.state for r in dw.read_dates(spark, f"{mart}.sla_status", days).collect()}
+    status = {r.invoice_date: r.state for r in read_dates(spark, f"{mart}.sla_status", days).collect()}
     history: dict[dt.date, list] = {}
-    for r in dw.read_dates(spark, f"{mart}.sla_history", days).orderBy("since").collect():
+    for r in read_dates(spark, f"{mart}.sla_history", days).orderBy("since").collect():
         history.setdefault(r.invoice_date, []).append(f"{r.state} {_fmt(r.since, tz)}")
     alerts = wh.read(spark, f"{mart}.alerts").where(F.col("delivery_status") == "SENT") \
         .select("dedupe_key", "alert_condition", "created_at").distinct().collect()
-    dq = {r.invoice_date: (r.results, r.failed) for r in dw.read_dates(spark, f"{mart}.dq_results", days)
+    dq = {r.invoice_date: (r.results, r.failed) for r in read_dates(spark, f"{mart}.dq_results", days)
           .groupBy("invoice_date").agg(F.count(F.lit(1)).alias("results"),
                                        F.sum(F.when(F.col("status") == "FAIL", 1).otherwise(0)).alias("failed"))
           .collect()}
-    flagged = dict(dw.read_dates(spark, f"{mart}.anomalies", days).groupBy("invoice_date").count().collect())
+    flagged = dict(read_dates(spark, f"{mart}.anomalies", days).groupBy("invoice_date").count().collect())
     rows = []
     for day in days:
         feeds = [p for p in plan if p.day == day]

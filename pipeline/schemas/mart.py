@@ -6,6 +6,7 @@ Each entry gives the table's grain, its columns as Hive DDL and, when partitione
 
 DB = "ecommerce_mart"
 
+PURCHASE_HISTORY_BUCKETS = 32  # mart_customer_purchase_history.customer_bucket = pmod(customer_id, 32)
 DQ_SEVERITIES = ("error", "warn")  # dq_results.severity: "error" blocks a date's marts_ready, "warn" only records
 
 TABLES: dict[str, dict] = {

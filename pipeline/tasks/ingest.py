@@ -16,15 +16,14 @@ import logging
 import luigi
 from luigi.tools.range import RangeDaily  # noqa: F401  (re-exported for `luigi --module ... RangeDaily`)
 
-from pipeline import alerts, config, fs, load, replay
-from pipeline import warehouse as wh
-from pipeline.io import lock
-from pipeline.spark import get_spark
-from pipeline.tasks.base import write_marker, writes_warehouse
+from pipeline import config
+from pipeline.io import alerts, fs, load, lock
+from pipeline.sources import replay
+from pipeline.tasks.base import marker, spark_with_schema, write_marker, writes_warehouse
 from pipeline.transforms.alerting import Alert
 
 log = logging.getLogger(__name__)
-progress = logging.getLogger("pipeline.progress")
+progress = logging.getLogger("pipeline.runtime.progress")
 
 config.load_profile()
 
@@ -48,10 +47,6 @@ def is_trading_day(day: dt.date) -> bool:
     return day in set(source_days())
 
 
-def marker(*parts: str) -> luigi.Target:
-    return fs.target(fs.join(config.warehouse().uri, "_markers", *parts))
-
-
 def masters_day(day: dt.date, window: int) -> dt.date | None:
     """The master snapshot a transaction window is checked against: the [00,04) window lands before the
     day's 06:00 masters, so it uses the previous trading day's; later windows use the same day's."""
@@ -69,12 +64,6 @@ def snapshot_batch(feed: str, day: dt.date) -> load.Batch:
     start = dt.datetime.combine(day, dt.time(6))
     return load.Batch(f"{feed}_{day:%Y%m%d}", feed, replay.landing_paths(config.warehouse().uri, day)[feed],
                       start, start + dt.timedelta(days=1))
-
-
-def spark_with_schema():
-    spark = get_spark()
-    wh.ensure_schema(spark)
-    return spark
 
 
 class FeedFile(luigi.ExternalTask):

@@ -1,5 +1,5 @@
-"""Anomaly detection on each day's fact lines, the declarative data-quality checks, and the SLA settings.
-Analysts review flagged lines through ``pipeline.io.anomaly_review``.
+"""Anomaly detection on each day's fact lines, and the declarative data-quality checks and reconciliation that
+``ready.DataQualityChecks`` runs. Analysts review flagged lines through ``pipeline.io.anomaly_review``.
 
     luigi --module pipeline.tasks.quality DetectAnomalies --date 2011-01-18
 """
@@ -7,58 +7,27 @@ Analysts review flagged lines through ``pipeline.io.anomaly_review``.
 from __future__ import annotations
 
 import datetime as dt
-import functools
-import logging
-from pathlib import Path
 
-import luigi
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from pipeline import alerts, config, fs, history, load, replay
-from pipeline import warehouse as wh
-from pipeline.io import crash
-from pipeline.runtime import clock
+from pipeline import clock, config
+from pipeline.io import fs, load
+from pipeline.io import warehouse as wh
 from pipeline.schemas.mart import DQ_SEVERITIES
-from pipeline.tasks.base import write_marker, writes_warehouse
-from pipeline.tasks.dw import (
-    CUSTOMER_MARTS,
-    DATE_MARTS,
-    DW,
-    MART,
-    FactSales,
-    _DailyTable,
-    read_dates,
-    reconciled,
-    source_days,
-)
+from pipeline.sources import replay
+from pipeline.tasks.base import DW, MART, TableForDate, lines_for_dates, read_dates
+from pipeline.tasks.ingest import source_days
+from pipeline.tasks.star import FactSales
 from pipeline.transforms import anomalies as an
-from pipeline.transforms import records
+from pipeline.transforms import dq as checks
+from pipeline.transforms import records, star
 from pipeline.transforms import sla as sla_rules
-from pipeline.transforms.alerting import Alert
 from pipeline.transforms.columns import in_values
 
-log = logging.getLogger(__name__)
 
-
-class anomaly(luigi.Config):
-    rule = luigi.ChoiceParameter(choices=an.RULES, default="mad",
-                                 description="stddev: median + k standard deviations; mad: modified z-score")
-    stddev_threshold = luigi.FloatParameter(default=2.0)
-    mad_threshold = luigi.FloatParameter(default=3.5)
-    min_history = luigi.IntParameter(default=5, description="baseline lines a product needs before it is scored")
-    baseline_days = luigi.IntParameter(default=90, description="trailing days of history forming the baseline")
-    min_spread = luigi.FloatParameter(default=1.0)
-    new_products = luigi.ChoiceParameter(choices=["store", "skip"], default="store",
-                                         description="products below min_history: store-wide baseline, or not scored")
-
-    @property
-    def threshold(self) -> float:
-        return self.stddev_threshold if self.rule == "stddev" else self.mad_threshold
-
-
-def detect(spark, dates: list[dt.date], cfg: anomaly, fact: DataFrame | None = None) -> DataFrame:
+def detect(spark, dates: list[dt.date], cfg: config.anomaly, fact: DataFrame | None = None) -> DataFrame:
     """The flagged lines of ``dates``, each against the trailing ``baseline_days`` of fact history, in one pass
     (``fact``: ``fact_sales`` or a cached copy of it)."""
     first, last = an.history_range(dates, cfg.baseline_days)
@@ -74,7 +43,7 @@ def detect(spark, dates: list[dt.date], cfg: anomaly, fact: DataFrame | None = N
     return an.score_lines(baselined, cfg.rule, cfg.threshold, cfg.min_history, cfg.min_spread, store)
 
 
-class DetectAnomalies(_DailyTable):
+class DetectAnomalies(TableForDate):
     """``ecommerce_mart.anomalies`` partition of one invoice date: lines far outside their product's history.
 
     A rerun keeps the first ``detected_at`` of a line and its lifecycle status.
@@ -84,11 +53,11 @@ class DetectAnomalies(_DailyTable):
 
     def requires(self):
         """The day's fact and every fact partition of its baseline window."""
-        start = self.date - dt.timedelta(days=anomaly().baseline_days)
+        start = self.date - dt.timedelta(days=config.anomaly().baseline_days)
         return [FactSales(self.date, self.revision), *(FactSales(d) for d in source_days() if start <= d < self.date)]
 
     def build(self, spark, dates):
-        cfg = anomaly()
+        cfg = config.anomaly()
         now = clock.now()
         flags = detect(spark, list(dates), cfg)
         previous = read_dates(spark, self.table, dates).select(
@@ -99,7 +68,7 @@ class DetectAnomalies(_DailyTable):
 
     def marker_facts(self, spark, dates):
         counts = dict(read_dates(spark, self.table, dates).groupBy("invoice_date").count().collect())
-        return {d: {"flagged": counts.get(d, 0), "rule": anomaly().rule} for d in dates}
+        return {d: {"flagged": counts.get(d, 0), "rule": config.anomaly().rule} for d in dates}
 
 
 CHECK_FIELDS = {
@@ -108,11 +77,6 @@ CHECK_FIELDS = {
     "volume": ("weeks", "low", "high"), "freshness": ("feed", "tolerance_minutes"),
     "reconciliation": (), "batch_rows": (), "batch_received": (), "batch_encoding": (),
 }
-
-
-class dq(luigi.Config):
-    checks = luigi.Parameter(default="conf/dq_checks.toml", description="the declarative checks (TOML)")
-    sample_size = luigi.IntParameter(default=5, description="failing keys kept per check")
 
 
 class InvalidCheck(ValueError):
@@ -187,14 +151,13 @@ def failing_rows(spark, check: dict, days: list[dt.date], touched: dict[dt.date,
                  checked: dict[dt.date, dict[str, dict]]) -> DataFrame:
     """The failing rows of one check for the run dates (``day, failing_key``), through the check type's
     transform; a table-wide check is evaluated once, with a NULL ``day``. ``touched``: the batches each
-    date's ingestion wrote (``batches_touched``); ``checked``: the dates' reconciliation (``dw.reconciled``)."""
-    from pipeline.transforms import dq as checks
+    date's ingestion wrote (``batches_touched``); ``checked``: the dates' reconciliation (``reconciled``)."""
 
     date_column = check.get("date_column", "invoice_date")
     kind = check["type"]
     if kind == "freshness":
         now = clock.now()
-        expected = feeds(days, sla())
+        expected = feeds(days, config.sla())
         late = sla_rules.late_feeds(expected[expected["feed"] == check["feed"]], now)
         keys = [(pd.Timestamp(r.invoice_date).date(),
                  f"{r.feed} {r.invoice_date}" + ("" if r.window < 0 else f" {r.window:02d}h"))
@@ -247,28 +210,9 @@ def failing_rows(spark, check: dict, days: list[dt.date], touched: dict[dt.date,
     return rows.select((F.col("_day") if by else F.lit(None)).cast("date").alias("day"), "failing_key")
 
 
-DEFAULT_GROUPS = {"all_marts": {"tasks": ["MartsReady"], "deadline": "10:00", "days_after": 1}}
-
-
-class sla(luigi.Config):
-    timezone = luigi.Parameter(default="Europe/London", description="business time zone of deadlines and feeds")
-    groups = luigi.DictParameter(default=DEFAULT_GROUPS,
-                                 description='{"group": {"tasks": [task families], "deadline": "HH:MM", '
-                                             '"days_after": N}}')
-    masters_at = luigi.Parameter(default="06:00", description="when the daily master snapshots land")
-    lookback_hours = luigi.IntParameter(default=12, description="keep watching a day this long after its deadline")
-    default_task_s = luigi.FloatParameter(default=60.0, description="expected duration of a task never run")
-    history_days = luigi.IntParameter(default=30, description="task history used for expected durations")
-    task_history_db = luigi.Parameter(default="", description="luigid's history: SQLite path or URL ('' = embedded)")
-
-    @property
-    def history_path(self) -> Path:
-        return history.database(self.task_history_db)
-
-
-def feeds(days: list[dt.date], cfg: sla) -> pd.DataFrame:
+def feeds(days: list[dt.date], cfg: config.sla) -> pd.DataFrame:
     """The day's expected feeds, whether each has landed, and its freshness tolerance (``freshness`` checks)."""
-    tolerance = {c["feed"]: c["tolerance_minutes"] for c in load_checks(config.resolve_path(dq().checks))
+    tolerance = {c["feed"]: c["tolerance_minutes"] for c in load_checks(config.resolve_path(config.dq().checks))
                  if c["type"] == "freshness"}
     expected = sla_rules.feed_schedule(days, replay.WINDOW_HOURS, dt.time.fromisoformat(cfg.masters_at), cfg.timezone)
     root = config.warehouse().uri
@@ -314,85 +258,25 @@ def dated(check: dict) -> bool:
 
 # a backfill checks its dates in jobs of this many, one result query and one write each: a year's 305 dates took
 # 84-88 s in jobs of 32 dates and 22.4-22.6 s in one job
+
+
 DATES_PER_JOB = 366
 
 
-class DataQualityChecks(_DailyTable):
-    """Run the declarative checks of ``[dq] checks`` for a date and record them in ``ecommerce_mart.dq_results``.
+def reconciliation(spark, dates: list[dt.date]) -> DataFrame:
+    """The reconciliation checks of ``dates`` (``star.reconciliation``) over the published tables."""
+    dims = {"product_key": f"{DW}.dim_product", "country_key": f"{DW}.dim_country",
+            "customer_key": f"{DW}.dim_customer", "date_key": f"{DW}.dim_date"}
+    return star.reconciliation(
+        lines_for_dates(spark, dates), read_dates(spark, f"{DW}.fact_sales", dates),
+        read_dates(spark, f"{MART}.mart_daily_sales", dates),
+        {key: wh.read(spark, table) for key, table in dims.items()})
 
-    An error-severity failure fails the task (no marker), so ``MartsReady`` does not declare the date ready;
-    warnings are only recorded. Earlier runs' results for the date are kept.
-    """
 
-    table = f"{MART}.dq_results"
-    resources = {"ecommerce_db_writer": 1, "alerts_writer": 1}
-
-    def requires(self):
-        return [*(m(self.date, self.revision) for m in DATE_MARTS), *(m(self.date) for m in CUSTOMER_MARTS),
-                DetectAnomalies(self.date, self.revision)]
-
-    @writes_warehouse
-    def run(self):
-        with self.date_session() as spark:
-            errors = self.publish(spark, [self.date])
-        if errors:
-            raise DataQualityError(errors[self.date])
-
-    def publish(self, spark, dates: list[dt.date]) -> dict[dt.date, str]:
-        """Check each date, record its results and alert; write the markers of the dates without an error.
-
-        Returns the dates whose error-severity checks failed, with what failed (backfills check many dates).
-        """
-        cfg = dq()
-        checks = load_checks(config.resolve_path(cfg.checks))
-        table_wide: dict[int, tuple[int, list]] = {}
-        errors = {}
-        for start in range(0, len(dates), DATES_PER_JOB):
-            chunk = dates[start:start + DATES_PER_JOB]
-            now = clock.now()
-            run_ids = {day: f"{day}@{now:%Y%m%dT%H%M%S}" for day in chunk}
-            touched = batches_touched(spark, chunk)
-            checked = reconciled(spark, chunk) if any(c["type"] == "reconciliation" for c in checks) else {}
-            summaries = [failing_rows(spark, check, chunk, touched, checked).groupBy("day").agg(
-                F.count(F.lit(1)).alias("failing"),
-                F.slice(F.collect_list(F.col("failing_key").cast("string")), 1, cfg.sample_size).alias("sample"),
-            ).select(F.col("day").cast("string").alias("day"), F.lit(i).alias("check"), "failing", "sample")
-                for i, check in enumerate(checks) if dated(check) or i not in table_wide]
-            found = {(r.day or "", r.check): (r.failing, r.sample)
-                     for r in functools.reduce(DataFrame.unionByName, summaries).collect()}
-            table_wide.update({i: found.get(("", i), (0, [])) for i, check in enumerate(checks)
-                               if not dated(check) and i not in table_wide})
-            results = {day: [(run_ids[day], check["name"], check["type"], check["table"], check["severity"],
-                              "FAIL" if count else "PASS", count, "; ".join(sample or []), now, day)
-                             for i, check in enumerate(checks)
-                             for count, sample in [found.get((str(day), i), (0, [])) if dated(check)
-                                                   else table_wide[i]]]
-                       for day in chunk}
-            rows = spark.createDataFrame([r for day in chunk for r in results[day]],
-                                         wh.SCHEMAS[MART]["dq_results"]["columns"] + ", invoice_date DATE")
-            earlier = read_dates(spark, self.table, chunk)
-            self.write(spark, dq_history(earlier, rows), chunk)
-            crash.point("dq.results_published")
-            for day in chunk:
-                error = self._verdict(spark, day, run_ids[day], results[day], checked.get(day))
-                if error:
-                    errors[day] = error
-        return errors
-
-    def _verdict(self, spark, day: dt.date, run_id: str, results: list[tuple],
-                 reconciliation_checks: dict[str, dict] | None) -> str:
-        """Log and alert the date's failed checks; write its marker unless an error-severity check failed
-        (then say what failed). The marker keeps the date's reconciliation, for ``MartsReady``."""
-        failed = [r for r in results if r[5] == "FAIL"]
-        for r in failed:
-            log.warning("data quality %s %s on %s: %d failing rows, e.g. %s", r[4], r[1], r[3], r[6], r[7])
-        alerts.notify(spark, [Alert(kind="dq", severity=r[4], subject=f"data quality check {r[1]} failed for "
-                                    f"{day}", body=f"{r[3]}: {r[6]} failing rows, e.g. {r[7]} (run {run_id})",
-                                    dedupe_key=f"dq:{r[1]}:{day}", condition="FAIL") for r in failed])
-        failed_errors = [f"{r[1]} ({r[6]} rows, e.g. {r[7]})" for r in failed if r[4] == "error"]
-        if failed_errors:
-            return f"{day}: error-severity checks failed: " + "; ".join(failed_errors)
-        write_marker(self.clone(date=day).output(), {
-            "date": day, "revision": self.revision, "run_id": run_id, "passed": len(results) - len(failed),
-            "warned": len(failed), **({"reconciliation": reconciliation_checks} if reconciliation_checks else {})})
-        return ""
+def reconciled(spark, dates: list[dt.date]) -> dict[dt.date, dict[str, dict]]:
+    """Each date's ``reconciliation`` collected: check -> expected, actual, passed."""
+    out: dict[dt.date, dict[str, dict]] = {d: {} for d in dates}
+    for r in reconciliation(spark, dates).collect():
+        out.setdefault(r.invoice_date, {})[r.check] = {"expected": r.expected, "actual": r.actual,
+                                                       "passed": r.passed}
+    return out

@@ -20,14 +20,14 @@ import logging
 import luigi
 import pandas as pd
 
-from pipeline import alerts, config, fs, history, schemas
-from pipeline import warehouse as wh
-from pipeline.io import arrow_tables, crash
-from pipeline.runtime import clock
-from pipeline.tasks import dw, ingest
-from pipeline.tasks.base import write_marker, writes_warehouse
-from pipeline.tasks.dw import DW, MART, dw_spark, marker
-from pipeline.tasks.quality import feeds, sla
+from pipeline import clock, config, schemas
+from pipeline.io import alerts, arrow_tables, crash, fs, history
+from pipeline.io import warehouse as wh
+from pipeline.tasks import ingest
+from pipeline.tasks.base import DW, MART, dw_spark, marker, write_marker, writes_warehouse
+from pipeline.tasks.quality import feeds
+from pipeline.tasks.ready import CUSTOMER_MARTS, DATE_MARTS, DimCustomer, MartsReady
+from pipeline.tasks.star import FactSales
 from pipeline.transforms import sla as rules
 
 log = logging.getLogger(__name__)
@@ -40,10 +40,10 @@ def _utc_minute() -> dt.datetime:
     return clock.minute()
 
 
-TASKS = {t.__name__: t for t in (dw.MartsReady, *dw.DATE_MARTS, *dw.CUSTOMER_MARTS, dw.FactSales, dw.DimCustomer)}
+TASKS = {t.__name__: t for t in (MartsReady, *DATE_MARTS, *CUSTOMER_MARTS, FactSales, DimCustomer)}
 
 
-def monitored_days(now: dt.datetime, cfg: sla, first_day: dt.date | None = None,
+def monitored_days(now: dt.datetime, cfg: config.sla, first_day: dt.date | None = None,
                    last_day: dt.date | None = None) -> list[dt.date]:
     """Business days whose deadline of some group is ahead, or passed less than ``lookback_hours`` ago; with
     ``first_day``, every business day from it too; with ``last_day``, none after it."""
@@ -61,13 +61,13 @@ def monitored_days(now: dt.datetime, cfg: sla, first_day: dt.date | None = None,
     return days
 
 
-def _deadline(day: dt.date, group, cfg: sla) -> dt.datetime:
+def _deadline(day: dt.date, group, cfg: config.sla) -> dt.datetime:
     return rules.deadline(day, dt.time.fromisoformat(group["deadline"]), int(group["days_after"]), cfg.timezone)
 
 
 def last_deadline(day: dt.date) -> dt.datetime:
     """The latest deadline of ``day`` over the mart groups (naive UTC)."""
-    cfg = sla()
+    cfg = config.sla()
     return max(_deadline(day, g, cfg) for g in cfg.groups.values())
 
 
@@ -87,7 +87,7 @@ def remaining_tasks(day: dt.date, families) -> list[luigi.Task]:
     return todo
 
 
-def ready_times(days: list[dt.date], cfg: sla) -> pd.DataFrame:
+def ready_times(days: list[dt.date], cfg: config.sla) -> pd.DataFrame:
     """When each group was ready for each day: the latest of its tasks' ready times (none if one is missing)."""
     records = arrow_tables.read(f"{MART}.marts_ready", columns=["invoice_date", "first_ready_at", "ready_at"])
     records = records[records["invoice_date"].isin(days)]
@@ -108,7 +108,7 @@ def ready_times(days: list[dt.date], cfg: sla) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["invoice_date", "mart_group", "ready_at"])
 
 
-def evaluate(now: dt.datetime, cfg: sla, first_day: dt.date | None = None,
+def evaluate(now: dt.datetime, cfg: config.sla, first_day: dt.date | None = None,
              last_day: dt.date | None = None) -> pd.DataFrame:
     """The SLA state of every monitored day and group at ``now`` (``monitored_days``)."""
     days = monitored_days(now, cfg, first_day, last_day)
@@ -123,7 +123,7 @@ def evaluate(now: dt.datetime, cfg: sla, first_day: dt.date | None = None,
                              columns=["invoice_date", "mart_group", "task_family", "task"])
     wall = dt.datetime.now()
     try:
-        events = history.events(cfg.history_path, wall - dt.timedelta(days=cfg.history_days))
+        events = history.events(history.database(cfg.task_history_db), wall - dt.timedelta(days=cfg.history_days))
     except FileNotFoundError as exc:
         log.warning("%s: expected finishes use [sla] default_task_s", exc)
         events = pd.DataFrame(columns=history.COLUMNS)
@@ -174,7 +174,7 @@ class SlaMonitor(luigi.Task):
 
     @writes_warehouse
     def run(self):
-        cfg = sla()
+        cfg = config.sla()
         ensure_tables()
         first, last = (dt.date.fromisoformat(d) if d else None for d in (self.first_day, self.last_day))
         status = evaluate(self.now, cfg, first, last)

@@ -1,4 +1,4 @@
-"""Which alerts to send and how to batch them (pure; delivery is ``pipeline.alerts``).
+"""Which alerts to send and how to batch them (pure; delivery is ``pipeline.io.alerts``).
 
 An alert has a ``dedupe_key`` naming the thing it is about (``sla:all_marts:2010-12-05``) and a
 ``condition`` (``AT_RISK``). It is sent on a channel unless the latest alert successfully sent there with

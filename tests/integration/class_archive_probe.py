@@ -3,7 +3,7 @@ otherwise) and logs where each class came from to argv[2]."""
 
 import sys
 
-from pipeline.spark import get_spark
+from pipeline.engine.spark import get_spark
 
 if __name__ == "__main__":
     archive, class_log = sys.argv[1], sys.argv[2]

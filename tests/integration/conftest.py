@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import config, replay
+from pipeline import config
+from pipeline.sources import replay
 
 ROOT = config.PROJECT_ROOT
 # $ECOM_TEST_PORT_OFFSET moves the shared stack, so a second test run can share the machine

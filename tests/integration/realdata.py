@@ -8,7 +8,8 @@ import datetime as dt
 import gzip
 import io
 
-from pipeline import config, replay
+from pipeline import config
+from pipeline.sources import replay
 
 DAYS = [dt.date(2010, 12, 1), dt.date(2010, 12, 2)]
 BAD_DATE_LINE = "536999,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,31/12/2010 25:00,2.55,17850.0,United Kingdom"

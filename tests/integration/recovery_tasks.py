@@ -16,6 +16,8 @@ from pathlib import Path
 
 import luigi
 
+from pipeline import config
+
 
 class HoldWriter(luigi.Task):
     """Writes ``<out>/<name>.done`` after sleeping ``sleep_s``, holding one ``ecommerce_db_writer``."""
@@ -49,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     taken = []
     if args.recover:
-        report = recovery.recover(f"http://127.0.0.1:{args.port}", settings=recovery.recovery(
+        report = recovery.recover(f"http://127.0.0.1:{args.port}", settings=config.recovery(
             wait_for_live_holders_s=10, poll_s=1))
         taken = [{"task": t.task_id, "worker": t.worker, "pid": t.pid} for t in report.taken_over]
     result = luigi.build([HoldWriter(name=n, out=args.out, sleep_s=args.sleep) for n in args.names],

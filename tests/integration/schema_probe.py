@@ -1,8 +1,8 @@
 """Declares ``scratch_schema.t``, then changes its declaration as a newer version would; prints what
 ``warehouse.ensure_schema`` did at each step (run by ``test_schema`` in its own process, bound to the stack)."""
 
-from pipeline import warehouse as wh
-from pipeline.spark import get_spark
+from pipeline.engine.spark import get_spark
+from pipeline.io import warehouse as wh
 
 if __name__ == "__main__":
     spark = get_spark()

@@ -1,8 +1,8 @@
 """A writer that republishes ``ecommerce_db.swap_probe`` 12 times, alternately with 3,000 and 1,000 rows in 8
 files, printing ``published <i>`` after each; readers check they never see a partial table."""
 
-from pipeline import warehouse as wh
-from pipeline.spark import get_spark
+from pipeline.engine.spark import get_spark
+from pipeline.io import warehouse as wh
 
 if __name__ == "__main__":
     spark = get_spark()

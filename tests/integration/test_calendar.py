@@ -40,7 +40,7 @@ def warehouse(tmp_path_factory):
         synth(stack, DAYS[0], DAYS[-1])
         for day in DAYS:
             t0 = time.monotonic()
-            stack.luigi("MartsReady", "--date", str(day), module="pipeline.tasks.dw")
+            stack.luigi("MartsReady", "--date", str(day), module="pipeline.tasks.ready")
             print(f"\nMartsReady {day}: {time.monotonic() - t0:.1f} s")
         yield stack
 
@@ -91,7 +91,7 @@ def test_dim_date_covers_whole_years_from_the_configured_start_to_the_current_on
 
 def test_a_new_years_first_feed_extends_dim_date_on_the_next_run(warehouse):
     synth(warehouse, NEXT_NEW_YEAR, NEXT_NEW_YEAR)
-    warehouse.luigi("DimDate", module="pipeline.tasks.dw")
+    warehouse.luigi("DimDate", module="pipeline.tasks.ready")
     assert warehouse.query("SELECT CAST(max(date) AS STRING) FROM ecommerce_dw.dim_date")[0] == (
         f"{YEAR + 1}-12-31",)
     assert dim_date_rows(warehouse, [NEXT_NEW_YEAR])[str(NEXT_NEW_YEAR)][3:] == (True, "New Year's Day")

@@ -26,8 +26,8 @@ from collections import Counter
 
 import pytest
 
-from pipeline import replay
 from pipeline.io import crash
+from pipeline.sources import replay
 from tests.integration.conftest import ROOT, append_lines, separate_stack
 from tests.integration.realdata import DAYS, INJECTED, fields, source_lines
 

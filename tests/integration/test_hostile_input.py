@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from pipeline import replay
+from pipeline.sources import replay
 from tests.integration.conftest import append_lines, separate_stack, smtp_server, warehouse_path
 
 PORTS = {"metastore": 29083, "hiveserver2": 29000, "luigid": 29082}

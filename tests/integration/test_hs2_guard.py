@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from pyhive import hive
 
-from pipeline.runtime.query_guard import REFUSED
+from pipeline.engine.query_guard import REFUSED
 from tests.gateway import assert_turned_away
 from tests.integration.conftest import ROOT, separate_stack
 
@@ -32,7 +32,7 @@ HOSTNAME = Path("/etc/hostname")
 SECRET = "s3cr3t-contents-of-a-local-file"
 
 CREATE_TABLE = f"""
-from pipeline.spark import get_spark, stop_spark
+from pipeline.engine.spark import get_spark, stop_spark
 spark = get_spark("guard-probe")
 spark.sql("CREATE DATABASE IF NOT EXISTS ecommerce_db")
 spark.sql("CREATE TABLE {TABLE} USING parquet AS SELECT * FROM VALUES (1, 'a'), (2, 'b') AS t(id, name)")

@@ -54,7 +54,7 @@ def run(tmp_path_factory):
     with separate_stack(tmp_path_factory, "invalidate", PORTS) as stack:
         for day in DAYS:
             t0 = time.monotonic()
-            stack.luigi("MartsReady", "--date", day, module="pipeline.tasks.dw")
+            stack.luigi("MartsReady", "--date", day, module="pipeline.tasks.ready")
             print(f"\nMartsReady {day}: {time.monotonic() - t0:.1f} s")
         built, sales, ready = markers(stack), daily_sales(stack, DAYS[1]), ready_rows(stack, DAYS[1])
         time.sleep(1.1)  # the note's time is whole seconds: later than the first publication
@@ -64,7 +64,7 @@ def run(tmp_path_factory):
         # rebuilt at once: luigid takes the PENDING claim of a task it has just marked DONE
         # ([scheduler] stable_done_cooldown_secs = 0)
         t0 = time.monotonic()
-        stack.luigi("MartsReady", "--date", DAYS[1], module="pipeline.tasks.dw")
+        stack.luigi("MartsReady", "--date", DAYS[1], module="pipeline.tasks.ready")
         print(f"MartsReady {DAYS[1]} rebuilt: {time.monotonic() - t0:.1f} s")
         yield {"stack": stack, "proc": proc, "built": built, "cleared": cleared, "rebuilt": markers(stack),
                "sales": sales, "ready": ready}

@@ -6,7 +6,7 @@ import luigi
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline import services
+from pipeline.engine import services
 
 pytestmark = pytest.mark.integration
 

@@ -117,7 +117,7 @@ def test_the_next_day_is_met_and_leaves_the_earlier_day_untouched(late_day, oper
 
 def test_a_task_failing_while_hiveserver2_restarts_is_retried_within_the_run(operated):
     stack, _ = operated
-    stop_hs2 = ("from pipeline import config, services; config.load_profile(); "
+    stop_hs2 = ("from pipeline import config; from pipeline.engine import services; config.load_profile(); "
                 "[s.stop() for s in services.all_services() if s.name == 'hiveserver2']")
     subprocess.run([sys.executable, "-c", stop_hs2], cwd=ROOT, env=stack.env, check=True, timeout=120)
     overlay = stack.state / "unmanaged.cfg"

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import config, history
+from pipeline import config
+from pipeline.io import history
 from tests.integration.conftest import separate_stack
 from tests.integration.realdata import DAYS, source_lines
 

@@ -58,7 +58,7 @@ def luigid(tmp_path):
     cfg.write_text("[scheduler]\nworker_disconnect_delay = 60\nretry_delay = 60\nrecord_task_history = false\n"
                    f"state_path = {tmp_path / 'state.pickle'}\n[resources]\necommerce_db_writer = 1\n")
     with open(tmp_path / "luigid.log", "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "pipeline.runtime.scheduler_server", "--port", str(PORT),
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline.engine.scheduler_server", "--port", str(PORT),
                                  "--address", "127.0.0.1"], cwd=tmp_path,
                                 env=_env(cfg), stdout=subprocess.DEVNULL, stderr=err)
     try:
@@ -101,7 +101,7 @@ def test_dead_worker_taken_over_live_worker_waited_for(luigid, caplog):
         assert len(running) == 1
 
         caplog.set_level("WARNING", logger="pipeline.runtime.recovery")
-        live = recovery.recover(URL, settings=recovery.recovery(wait_for_live_holders_s=2, poll_s=0.5))
+        live = recovery.recover(URL, settings=config.recovery(wait_for_live_holders_s=2, poll_s=0.5))
         assert live.waited_s >= 2   # it waited for the live holder, up to its limit
         assert live.taken_over == []
         assert [(t.task_id, t.pid, verdict) for t, verdict in live.still_held] == [

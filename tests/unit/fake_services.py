@@ -9,9 +9,9 @@ from pathlib import Path
 
 from hmsclient.genthrift.hive_metastore.ttypes import NoSuchObjectException, StorageDescriptor, Table
 
-from pipeline import config, fs
-from pipeline import warehouse as wh
-from pipeline.io import arrow_tables, catalog, crash, metastore_client
+from pipeline import config
+from pipeline.io import arrow_tables, catalog, crash, fs, metastore_client
+from pipeline.io import warehouse as wh
 
 
 class FakeMetastore:

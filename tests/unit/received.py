@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.replay import HEADER
+from pipeline.sources.replay import HEADER
 from pipeline.transforms import records
 from pipeline.transforms import transactions as tx
 

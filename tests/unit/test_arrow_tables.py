@@ -14,9 +14,9 @@ import pyarrow as pa
 import pytest
 
 from pipeline import config
-from pipeline import warehouse as wh
 from pipeline.io import arrow_tables as at
 from pipeline.io import catalog, metastore_client
+from pipeline.io import warehouse as wh
 from pipeline.io.metastore_client import MetastoreUnavailable
 from tests.unit import fake_services
 

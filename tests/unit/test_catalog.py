@@ -4,8 +4,8 @@ import datetime as dt
 
 import pytest
 
+from pipeline.engine.metastore_server import derby_database
 from pipeline.io import catalog
-from pipeline.metastore_server import derby_database
 from pipeline.runtime import backup
 
 V1, V2 = "v20261127T171624123456_ab12cd", "v20261127T181624123456_ef34ab"

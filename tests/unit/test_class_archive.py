@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import class_archive
+from pipeline.engine import class_archive
 
 
 @pytest.mark.parametrize(("content", "complete"), [
@@ -52,7 +52,7 @@ def test_a_stale_trainer_lock_is_taken_over(tmp_path, monkeypatch):
 
 
 def test_a_cache_dir_that_cannot_be_written_leaves_drivers_without_an_archive(tmp_path, luigi_config):
-    from pipeline import spark
+    from pipeline.engine import spark
 
     blocked = tmp_path / "file"
     blocked.write_text("")

@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import config, services
+from pipeline import config
+from pipeline.engine import services
 
 ROOT = config.PROJECT_ROOT
 COMPOSE = ROOT / "docker-compose.yaml"

@@ -7,16 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import config, services
+from pipeline import config
+from pipeline.engine import services
+from pipeline.engine.spark import check_metastore
 from pipeline.io.metastore_client import MetastoreUnavailable
-from pipeline.spark import check_metastore
 
 PROFILE_SCRIPT = """
 import importlib, json, pkgutil
 import luigi
 import luigi.contrib.hdfs.config, luigi.contrib.hdfs.webhdfs_client
 import pipeline, pipeline.tasks
-from pipeline import config, fs
+from pipeline import config
+from pipeline.io import fs
 profile = config.load_profile()
 for pkg in (pipeline, pipeline.tasks):
     for mod in pkgutil.iter_modules(pkg.__path__):
@@ -75,7 +77,7 @@ def test_cluster_profile_resolves_every_setting_to_the_cluster_services():
     assert got["hs2"] == ["hiveserver2", 10000] and got["scheduler"] == "luigid"
     assert got["marker"] == ["HdfsTarget", "/warehouse/_markers/x.json"]
     assert got["settings"]["luigi.contrib.hdfs.webhdfs_client.webhdfs.port"] == "9870"
-    assert got["settings"]["pipeline.tasks.quality.sla.task_history_db"].startswith("postgresql://")
+    assert got["settings"]["pipeline.config.sla.task_history_db"].startswith("postgresql://")
     assert got["settings"]["pipeline.config.scheduler_ui.public_url"] == "http://127.0.0.1:8082/"  # as published
     assert set(got["settings"]) == set(embedded["settings"])  # the same settings, only values differ
     changed = {k for k in got["settings"] if got["settings"][k] != embedded["settings"][k]}
@@ -85,7 +87,8 @@ def test_cluster_profile_resolves_every_setting_to_the_cluster_services():
                        "pipeline.config.metastore.uri", "pipeline.config.metastore.db",
                        "pipeline.config.metastore.db_url", "pipeline.config.hiveserver2.host",
                        "pipeline.config.scheduler_ui.host", "pipeline.config.scheduler_ui.public_url",
-                       "pipeline.tasks.quality.sla.task_history_db", "luigi.contrib.hdfs.config.hdfs.client",
+                       "pipeline.config.services.manage",
+                       "pipeline.config.sla.task_history_db", "luigi.contrib.hdfs.config.hdfs.client",
                        "luigi.contrib.hdfs.config.hdfs.namenode_host",
                        "luigi.contrib.hdfs.config.hdfs.namenode_port", "luigi.contrib.hdfs.webhdfs_client.webhdfs.port",
                        "luigi.contrib.hdfs.webhdfs_client.webhdfs.user"}, changed

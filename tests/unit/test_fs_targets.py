@@ -16,8 +16,7 @@ import luigi
 import pytest
 from luigi.contrib.hdfs import HdfsTarget
 
-from pipeline import fs
-from pipeline.io import lock
+from pipeline.io import fs, lock
 
 
 class WebHdfs(BaseHTTPRequestHandler):

@@ -14,10 +14,13 @@ import luigi
 import luigi.configuration
 import pytest
 
-from pipeline import config
-from pipeline.runtime import clock, invalidate
-from pipeline.tasks import dw, ingest
-from pipeline.tasks.quality import DataQualityChecks
+from pipeline import clock, config
+from pipeline.runtime import invalidate
+from pipeline.tasks import ingest
+from pipeline.tasks.base import TableForDate
+from pipeline.tasks.marts import MartDailySales
+from pipeline.tasks.ready import DataQualityChecks, MartsReady
+from pipeline.tasks.star import CustomerSalesDaily
 
 DAY = dt.date(2010, 12, 2)
 NEXT = dt.date(2010, 12, 3)
@@ -57,7 +60,7 @@ def publish_all(root: Path, day: dt.date) -> dict[str, str]:
     written = {}
     for d in (day, NEXT):
         for task in invalidate.daily_graph(d):
-            if isinstance(task, dw._DailyTable):
+            if isinstance(task, TableForDate):
                 path = Path(task.output().path)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps({"date": str(d), "revision": "", "published_at": PUBLISHED_AT}))
@@ -109,7 +112,7 @@ def test_the_graph_keeps_only_the_dates_table_and_ingestion_tasks():
     graph = invalidate.daily_graph(DAY)
     assert all(t.date == DAY for t in graph)
     assert "DimDate" not in families(graph)
-    assert dw.CustomerSalesDaily(dt.date(2010, 12, 1)) not in graph
+    assert CustomerSalesDaily(dt.date(2010, 12, 1)) not in graph
     assert "RefreshLateDates" not in families(invalidate.plan(DAY, "CustomerSalesDaily"))
 
 
@@ -149,7 +152,7 @@ def test_apply_notes_the_invalidation_then_removes_exactly_the_planned_markers(w
     assert saved["reason"] == "invalidated from MartDailySales by alice: new returns rule"
     assert sorted(saved["markers"]) == sorted(saved["tasks"])
     assert all(len(digest) == 12 for digest in saved["markers"].values())
-    assert saved["tasks"] == [t.task_id for t in (dw.MartDailySales(DAY), DataQualityChecks(DAY), dw.MartsReady(DAY))]
+    assert saved["tasks"] == [t.task_id for t in (MartDailySales(DAY), DataQualityChecks(DAY), MartsReady(DAY))]
     assert abs(dt.datetime.fromisoformat(saved["invalidated_at"]) - clock.wall()) < dt.timedelta(minutes=1)
 
 
@@ -178,7 +181,7 @@ def test_running_the_command_again_after_a_crash_finishes_the_job(warehouse, mon
         invalidate.apply(invalidate.prepare(DAY), by="alice")
     monkeypatch.setattr(luigi.LocalTarget, "remove", real_remove)
     note = json.loads((root / "_markers" / "invalidations" / "2010-12-02.json").read_text())
-    assert not dw.MartsReady(DAY).complete()
+    assert not MartsReady(DAY).complete()
 
     again = invalidate.prepare(DAY)
     assert again.resumed and again.note == note
@@ -204,7 +207,7 @@ def test_markers_rebuilt_after_the_note_are_not_removed_again(warehouse):
     root, _ = warehouse
     publish_all(root, DAY)
     invalidate.apply(invalidate.prepare(DAY, "MartDailySales"), by="alice")
-    mart, checks = Path(dw.MartDailySales(DAY).output().path), Path(DataQualityChecks(DAY).output().path)
+    mart, checks = Path(MartDailySales(DAY).output().path), Path(DataQualityChecks(DAY).output().path)
     mart.write_text(json.dumps({"date": "2010-12-02", "revision": "", "published_at": "2010-12-03 00:15:07"}))
     checks.write_text(json.dumps({"date": "2010-12-02", "revision": "", "run_id": "2010-12-02@20101203T001512"}))
     with pytest.raises(invalidate.Refused) as err:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline.metastore_server import start_gateway
+from pipeline.engine.metastore_server import start_gateway
 from tests.gateway import assert_turned_away
 
 

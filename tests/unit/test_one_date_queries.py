@@ -9,7 +9,7 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from pipeline import config
-from pipeline import spark as sp
+from pipeline.engine import spark as sp
 
 CODEGEN = ("spark.sql.codegen.wholeStage", "spark.sql.codegen.factoryMode")
 

@@ -4,8 +4,7 @@ import zipfile
 
 import pytest
 
-from pipeline import services
-from pipeline.runtime import query_guard
+from pipeline.engine import query_guard, services
 
 
 def test_jar_is_built_once_per_source_and_spark(tmp_path):

@@ -5,7 +5,9 @@ import io
 
 import pytest
 
-from pipeline import config, fs, replay
+from pipeline import config
+from pipeline.io import fs
+from pipeline.sources import replay
 
 
 def line(code, desc, qty, ts, price, country="United Kingdom", invoice="536365", customer="17850.0"):

@@ -1,10 +1,10 @@
-"""When the scheduler runs the pipeline and the SLA monitor (pure logic of ``pipeline.schedule``)."""
+"""When the scheduler runs the pipeline and the SLA monitor (pure logic of ``pipeline.runtime.schedule``)."""
 
 import datetime as dt
 
 import pytest
 
-from pipeline import schedule
+from pipeline.runtime import schedule
 
 RUN_AT = schedule.parse_times("00:15,04:15,06:15,08:15,12:15,16:15,20:15")
 

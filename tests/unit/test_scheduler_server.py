@@ -1,12 +1,11 @@
 """luigid's scheduler (the real ``luigi.scheduler.Scheduler``, in process) with the correction of
-``pipeline.runtime.scheduler_server``: a batch that runs again under the same id can be marked done, and a
+``pipeline.engine.scheduler_server``: a batch that runs again under the same id can be marked done, and a
 task marked done a moment ago can be claimed again."""
 
 import pytest
 from luigi import scheduler
 
-from pipeline import services
-from pipeline.runtime import scheduler_server
+from pipeline.engine import scheduler_server, services
 
 BATCH = "TransactionBatch_2010_12_02_4_8_12_16_20_dd44917d82"
 WINDOWS = [f"TransactionBatch_2010_12_02_{w}" for w in (4, 8, 12, 16, 20)]

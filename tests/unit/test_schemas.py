@@ -25,9 +25,9 @@ def test_column_names_keep_declared_order_and_types_with_commas(monkeypatch):
 
 def test_the_declarations_do_not_depend_on_which_modules_are_imported():
     probe = ("import json\n"
-             "from pipeline import warehouse\n"
+             "from pipeline.io import warehouse\n"
              "alone = {db: sorted(t) for db, t in warehouse.SCHEMAS.items()}\n"
-             "import pipeline.alerts, pipeline.tasks.dw, pipeline.tasks.quality, pipeline.tasks.sla\n"
+             "import pipeline.io.alerts, pipeline.tasks.ready, pipeline.tasks.quality, pipeline.tasks.sla\n"
              "after = {db: sorted(t) for db, t in warehouse.SCHEMAS.items()}\n"
              "print(json.dumps([alone, after]))")
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
@@ -41,9 +41,10 @@ def test_the_declarations_do_not_depend_on_which_modules_are_imported():
 
 def test_the_anomaly_review_needs_neither_spark_nor_the_task_modules():
     probe = ("import sys\n"
-             "import pipeline.cli\n"
+             "import pipeline.runtime.cli\n"
              "from pipeline.io import anomaly_review\n"
-             "print(sorted(m for m in ('pyspark', 'pipeline.tasks.quality', 'pipeline.tasks.dw') if m in sys.modules))")
+             "print(sorted(m for m in ('pyspark', 'pipeline.tasks.quality', 'pipeline.tasks.ready')\n"
+             "             if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
 

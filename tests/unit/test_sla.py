@@ -140,7 +140,7 @@ def test_the_history_reads_the_same_from_a_file_path_and_from_a_database_url(tmp
     import luigi.scheduler
     from luigi.db_task_history import DbTaskHistory
 
-    from pipeline import history
+    from pipeline.io import history
 
     db = tmp_path / "task-history.db"
     luigi_config("task_history", "db_connection", f"sqlite:///{db}")

@@ -4,7 +4,8 @@ import io
 
 from pyspark.sql import functions as F
 
-from pipeline import fs, replay, synthetic
+from pipeline.io import fs
+from pipeline.sources import replay, synthetic
 from pipeline.transforms import transactions as tx
 from tests.unit.received import received
 

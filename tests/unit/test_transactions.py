@@ -5,8 +5,8 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from pipeline import load
-from pipeline.replay import HEADER
+from pipeline.io import load
+from pipeline.sources.replay import HEADER
 from pipeline.transforms import records
 from pipeline.transforms import transactions as tx
 from tests.unit.received import received

@@ -6,7 +6,7 @@ import time
 import pytest
 from py4j.protocol import Py4JJavaError
 
-from pipeline import warehouse as wh
+from pipeline.io import warehouse as wh
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ import os
 
 import pytest
 
-from pipeline import config, services
+from pipeline import config
+from pipeline.engine import services
 from tests.integration.conftest import PORTS, TEST_RETRIES, append_lines, run_luigi
 from tests.integration.realdata import ATLANTIS_LINE, BAD_DATE_LINE, DAYS, INJECTED
 
@@ -47,5 +48,5 @@ def ingested(stack):
 def marts(ingested):
     """The integration days with their star schema and marts published."""
     run_luigi("RangeDaily", "--of", "MartsReady", "--start", str(DAYS[0]),
-              "--stop", str(DAYS[-1] + dt.timedelta(1)), module="pipeline.tasks.dw")
+              "--stop", str(DAYS[-1] + dt.timedelta(1)), module="pipeline.tasks.ready")
     return ingested

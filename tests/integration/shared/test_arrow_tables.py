@@ -15,8 +15,8 @@ import pytest
 from pyhive import hive
 
 from pipeline import config
-from pipeline import warehouse as wh
 from pipeline.io import arrow_tables as at
+from pipeline.io import warehouse as wh
 from pipeline.io.metastore_client import MetastoreUnavailable
 from tests.integration.conftest import ROOT
 
@@ -52,8 +52,8 @@ EXPECTED = [
 
 PROBE = """
 import json, sys
-from pipeline import warehouse as wh
-from pipeline.spark import get_spark
+from pipeline.io import warehouse as wh
+from pipeline.engine.spark import get_spark
 from tests.integration.shared import test_arrow_tables as t
 wh.SCHEMAS[t.DB] = t.SPEC
 spark = get_spark("arrow-probe")

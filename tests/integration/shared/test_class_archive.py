@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from pipeline import class_archive
+from pipeline.engine import class_archive
 from tests.integration.conftest import ROOT
 
 pytestmark = pytest.mark.integration
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 
 def test_a_trained_archive_is_complete_and_the_next_driver_loads_classes_from_it(stack, tmp_path):
     path = tmp_path / "spark-driver.jsa"
-    trainer = subprocess.run([sys.executable, "-m", "pipeline.runtime.class_archive_trainer", str(path)], cwd=ROOT,
+    trainer = subprocess.run([sys.executable, "-m", "pipeline.engine.class_archive_trainer", str(path)], cwd=ROOT,
                              capture_output=True, text=True, timeout=600)
     assert trainer.returncode == 0, trainer.stderr[-3000:] + trainer.stdout[-3000:]
     assert class_archive.complete(path)

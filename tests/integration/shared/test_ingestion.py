@@ -13,7 +13,8 @@ from collections import Counter
 
 import pytest
 
-from pipeline import hs2, services
+from pipeline.engine import services
+from pipeline.io import hs2
 from tests.integration.conftest import ROOT, overlay_env, run_luigi, warehouse_path
 from tests.integration.realdata import (
     ATLANTIS_LINE,
@@ -174,7 +175,7 @@ def test_reader_never_sees_a_partial_table(ingested, tmp_path):
 
 def test_a_wrong_metastore_uri_fails_fast_without_a_private_catalog(ingested, tmp_path):
     env = overlay_env(ingested, tmp_path / "wrong.cfg", "metastore", uri="thrift://127.0.0.1:1")
-    proc = subprocess.run([sys.executable, "-c", "from pipeline.spark import get_spark; get_spark()"],
+    proc = subprocess.run([sys.executable, "-c", "from pipeline.engine.spark import get_spark; get_spark()"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert "Hive metastore at thrift://127.0.0.1:1 is not reachable" in proc.stderr

@@ -10,7 +10,8 @@ import urllib.request
 
 import pytest
 
-from pipeline import hs2, services
+from pipeline.engine import services
+from pipeline.io import hs2
 from tests.integration.conftest import separate_stack
 from tests.integration.realdata import DAYS
 
@@ -29,7 +30,7 @@ def cluster(marts, tmp_path_factory):
     try:
         with separate_stack(tmp_path_factory, "cluster", PORTS, f"[spark]\nmaster = {nodes[0].url}\n") as stack:
             stack.luigi("IngestDay", "--date", str(DAY))
-            stack.luigi("MartsReady", "--date", str(DAY), module="pipeline.tasks.dw")
+            stack.luigi("MartsReady", "--date", str(DAY), module="pipeline.tasks.ready")
             yield stack
     finally:
         for node in reversed(nodes):

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from pipeline import hs2
+from pipeline.io import hs2
 from tests.integration.conftest import marker_path
 from tests.integration.realdata import DAYS, fields, loaded_rows, source_lines
 

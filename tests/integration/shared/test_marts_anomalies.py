@@ -15,8 +15,7 @@ from decimal import Decimal
 
 import pytest
 
-from pipeline import hs2
-from pipeline.io import crash
+from pipeline.io import crash, hs2
 from tests.integration.conftest import ROOT, marker_path, run_luigi
 from tests.integration.realdata import DAYS, loaded_rows
 

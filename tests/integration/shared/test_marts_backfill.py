@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from pipeline import hs2
+from pipeline.io import hs2
 from tests.integration.conftest import marker_path, run_luigi
 from tests.integration.realdata import DAYS
 
@@ -31,7 +31,7 @@ def test_backfill_publishes_what_the_daily_tasks_did(marts):
     for path in [*markers.glob("dw/*/*.json"), *markers.glob("mart/*/*.json")]:
         if path.stem in {str(d) for d in DAYS} and path.parent.name != "anomalies":
             path.unlink()
-    run_luigi("MartsBackfill", "--start", str(DAYS[0]), "--end", str(DAYS[1]), module="pipeline.tasks.dw")
+    run_luigi("MartsBackfill", "--start", str(DAYS[0]), "--end", str(DAYS[1]), module="pipeline.tasks.ready")
     assert contents() == before
     assert all(v for v in before.values())
 

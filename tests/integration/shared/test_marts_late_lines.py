@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from pipeline import hs2
+from pipeline.io import hs2
 from tests.integration.conftest import append_lines, marker_path, run_luigi
 from tests.integration.realdata import DAYS
 
@@ -55,7 +55,7 @@ def late(marts):
               "second_day": snapshot(DAYS[1])}
     run_luigi("ReplayDay", "--date", str(NEXT_DAY))
     append_lines(marts["warehouse"], NEXT_DAY, 8, [LATE_LINE])
-    run_luigi("MartsReady", "--date", str(NEXT_DAY), module="pipeline.tasks.dw")
+    run_luigi("MartsReady", "--date", str(NEXT_DAY), module="pipeline.tasks.ready")
     return {**marts, "before": before}
 
 
@@ -97,5 +97,5 @@ def test_rerunning_a_published_date_gives_identical_marts(late):
     for parts in (("dw", "fact_sales"), *(("mart", t.split(".")[1]) for t in DATE_TABLES[1:]),
                   ("mart", "marts_ready")):
         marker_path(late, *parts, f"{DAYS[1]}.json").unlink()
-    run_luigi("MartsReady", "--date", str(DAYS[1]), module="pipeline.tasks.dw")
+    run_luigi("MartsReady", "--date", str(DAYS[1]), module="pipeline.tasks.ready")
     assert snapshot(DAYS[1]) == before

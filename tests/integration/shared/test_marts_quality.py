@@ -4,7 +4,7 @@ import tomllib
 
 import pytest
 
-from pipeline import hs2
+from pipeline.io import hs2
 from tests.integration.conftest import ROOT, marker_path, overlay_env, run_luigi
 from tests.integration.realdata import DAYS
 
@@ -47,7 +47,7 @@ def test_an_error_check_blocks_the_day_and_is_recorded(marts, tmp_path):
         marker_path(marts, *parts, f"{day}.json").unlink(missing_ok=True)
     (others,), = hs2.query("SELECT count(DISTINCT country_code) FROM ecommerce_dw.dim_country "
                            "WHERE country_code NOT IN ('GB', 'XX')")
-    proc = run_luigi("MartsReady", "--date", str(day), module="pipeline.tasks.dw", check=False, env=env)
+    proc = run_luigi("MartsReady", "--date", str(day), module="pipeline.tasks.ready", check=False, env=env)
     assert "DataQualityError" in proc.stderr and "only_gb_countries" in proc.stderr
     failed = [r for r in results(day) if r[0] == "only_gb_countries"]
     assert len(failed) == 1 and failed[0][1:4] == ("error", "FAIL", others) and others > 0
@@ -56,7 +56,7 @@ def test_an_error_check_blocks_the_day_and_is_recorded(marts, tmp_path):
     assert hs2.query("SELECT revision, ready_at FROM ecommerce_mart.marts_ready WHERE invoice_date = %(d)s "
                      "ORDER BY revision", {"d": str(day)}) == ready_before
     assert not marker_path(marts, "mart", "marts_ready", f"{day}.json").exists()
-    run_luigi("MartsReady", "--date", str(day), module="pipeline.tasks.dw")
+    run_luigi("MartsReady", "--date", str(day), module="pipeline.tasks.ready")
     runs = {r[5] for r in results(day)}
     assert runs_before < runs and len(runs - runs_before) == 2   # earlier runs kept, plus the failed one and the rerun
     latest = max(runs)

@@ -4,7 +4,8 @@ import logging
 
 import pytest
 
-from pipeline import hs2, services
+from pipeline.engine import services
+from pipeline.io import hs2
 from tests.integration.conftest import PORTS
 
 pytestmark = pytest.mark.integration
@@ -41,7 +42,7 @@ def test_hiveserver2_reads_every_published_table_when_it_starts(marts, caplog):
     returns, so the first dashboard page does not pay for its cold start; a missing database is skipped."""
     server = next(s for s in services.all_services() if s.name == "hiveserver2")
     server.stop()
-    with caplog.at_level(logging.INFO, logger="pipeline.services"):
+    with caplog.at_level(logging.INFO, logger="pipeline.engine.services"):
         server.start()
     with hs2.cursor() as cur:
         published = set()

@@ -19,7 +19,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from pipeline import alerts, hs2, replay
+from pipeline import config
+from pipeline.io import hs2
+from pipeline.sources import replay
 from tests.integration.conftest import ROOT, run_luigi, smtp_server, warehouse_path
 
 pytestmark = pytest.mark.integration
@@ -62,7 +64,7 @@ def channels(marts, tmp_path_factory):
         with open(overlay, "w") as fh:
             parser.write(fh)
         env = dict(os.environ, ECOM_CONFIG_OVERLAY=str(overlay),
-                   **{alerts.WEBHOOK_ENV: f"http://127.0.0.1:{web.server_address[1]}/hook"})
+                   **{config.ALERT_WEBHOOK_ENV: f"http://127.0.0.1:{web.server_address[1]}/hook"})
         yield {**marts, "env": env, "inbox": inbox, "webhook": Webhook}
     web.shutdown()
 
@@ -81,7 +83,7 @@ def test_a_missing_master_file_is_at_risk_then_missed_with_one_email_and_one_web
     aside = products.with_suffix(".aside")
     shutil.move(products, aside)
     try:
-        proc = run_luigi("MartsReady", "--date", FAULT_DAY, module="pipeline.tasks.dw", check=False, env=env)
+        proc = run_luigi("MartsReady", "--date", FAULT_DAY, module="pipeline.tasks.ready", check=False, env=env)
         assert "This progress looks :(" in proc.stdout + proc.stderr
         luigi_mails = [m for _, m in inbox.messages if "ProductsSnapshot" in m["Subject"]]
         assert luigi_mails, "Luigi's own failure e-mail goes through the same SMTP server"
@@ -127,7 +129,7 @@ def test_a_missing_master_file_is_at_risk_then_missed_with_one_email_and_one_web
 
 NOTIFY = """
 import datetime as dt
-from pipeline import alerts
+from pipeline.io import alerts
 from pipeline.transforms.alerting import Alert
 {session}
 batch = [Alert("dq", "error", "check a failed", "3 rows", "test:a", "FAIL"),
@@ -135,7 +137,7 @@ batch = [Alert("dq", "error", "check a failed", "3 rows", "test:a", "FAIL"),
 for r in alerts.notify(spark, batch, dt.datetime(2011, 1, 1, {hour})):
     print("RECORD", r["channel"], r["dedupe_key"], r["delivery_status"], r["attempts"])
 """
-WITH_SPARK = "from pipeline.tasks.dw import dw_spark\nspark = dw_spark()"  # as the Spark tasks call it
+WITH_SPARK = "from pipeline.tasks.base import dw_spark\nspark = dw_spark()"  # as the Spark tasks call it
 
 
 def notify(env, hour, session="spark = None"):

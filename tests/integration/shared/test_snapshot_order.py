@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from pipeline import hs2
+from pipeline.io import hs2
 from tests.integration.conftest import ROOT
 
 pytestmark = pytest.mark.integration
@@ -22,10 +22,10 @@ def test_out_of_order_snapshot_is_refused_and_changes_nothing(marts):
     (before,), = hs2.query("SELECT count(*) FROM ecommerce_db.products")
     script = (
         "import datetime as dt\n"
-        "from pipeline import load\n"
-        "from pipeline.tasks import ingest\n"
+        "from pipeline.io import load\n"
+        "from pipeline.tasks import base, ingest\n"
         "from pipeline.transforms.masters import OutOfOrderSnapshot\n"
-        "spark = ingest.spark_with_schema()\n"
+        "spark = base.spark_with_schema()\n"
         f"newer, older = dt.date.fromisoformat('{NEWER}'), dt.date.fromisoformat('{OLDER}')\n"
         "for d in [d for d in ingest.source_days() if d <= newer]:  # each day's feeds land after the day before's\n"
         "    ingest.ReplayDay(d).run() if not ingest.ReplayDay(d).complete() else None\n"

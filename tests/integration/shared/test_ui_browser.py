@@ -21,7 +21,7 @@ import pytest
 
 from dashboard import auth
 from dashboard import browser as browsing
-from pipeline import hs2
+from pipeline.io import hs2
 from tests.integration.conftest import ROOT, streamlit_app
 
 pytestmark = pytest.mark.integration

@@ -1,7 +1,7 @@
-"""The background trainer of the Spark class archive (``pipeline.class_archive``): opens a session like the
+"""The background trainer of the Spark class archive (``pipeline.engine.class_archive``): opens a session like the
 pipeline's, runs ``class_archive.WORKLOAD`` and leaves the archive its JVM writes at exit.
 
-    python -m pipeline.runtime.class_archive_trainer PATH
+    python -m pipeline.engine.class_archive_trainer PATH
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pipeline import class_archive
-from pipeline import spark as sp
+from pipeline.engine import class_archive
+from pipeline.engine import spark as sp
 
 log = logging.getLogger(__name__)
 

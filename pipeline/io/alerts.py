@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import smtplib
 import time
 import urllib.request
@@ -26,36 +25,16 @@ import luigi
 import luigi.notifications
 import pandas as pd
 
-from pipeline import schemas
-from pipeline import warehouse as wh
+from pipeline import clock, config, schemas
 from pipeline.io import arrow_tables, crash
-from pipeline.runtime import clock
+from pipeline.io import warehouse as wh
 from pipeline.transforms.alerting import Alert, compose, due, webhook_payload
 
 log = logging.getLogger(__name__)
 
 MART = "ecommerce_mart"
 TABLE = f"{MART}.alerts"
-WEBHOOK_ENV = "ECOM_ALERT_WEBHOOK_URL"
 COLUMNS = schemas.column_names(TABLE)
-
-
-class alerts(luigi.Config):
-    email_to = luigi.Parameter(default="", description="comma-separated recipients ('' = [email] receiver)")
-    renotify_minutes = luigi.IntParameter(default=240, description="repeat an unchanged condition after this long")
-    retries = luigi.IntParameter(default=3, description="delivery attempts per message")
-    retry_delay_s = luigi.FloatParameter(default=2.0)
-    timeout_s = luigi.FloatParameter(default=10.0)
-    subject_prefix = luigi.Parameter(default="[ecommerce-dw]")
-
-    @property
-    def recipients(self) -> list[str]:
-        to = self.email_to or luigi.notifications.email().receiver
-        return [a.strip() for a in to.split(",") if a.strip()]
-
-    @property
-    def webhook_url(self) -> str:
-        return os.environ.get(WEBHOOK_ENV, "")
 
 
 def send_email(subject: str, body: str, recipients: list[str], timeout_s: float) -> None:
@@ -96,7 +75,7 @@ def _deliver(send, subject: str, body: str, retries: int, delay_s: float) -> tup
     return retries, error
 
 
-def channels(cfg: alerts) -> dict:
+def channels(cfg: config.alerts) -> dict:
     """The configured channels: name -> send(subject, body)."""
     out = {}
     if cfg.recipients:
@@ -120,11 +99,11 @@ def notify(spark, candidates: list[Alert], now: dt.datetime | None = None) -> li
 def _notify(spark, candidates: list[Alert], now: dt.datetime) -> list[dict]:
     if not candidates:
         return []
-    cfg = alerts()
+    cfg = config.alerts()
     configured = channels(cfg)
     if not configured:
         log.warning("%d alerts but no alert channel is configured ([alerts]/[email] receiver, $%s): %s",
-                    len(candidates), WEBHOOK_ENV, "; ".join(a.subject for a in candidates))
+                    len(candidates), config.ALERT_WEBHOOK_ENV, "; ".join(a.subject for a in candidates))
         return []
     if spark is not None and arrow_tables.missing([TABLE]):
         wh.ensure_schema(spark, MART)

@@ -8,7 +8,8 @@ import logging
 import sys
 import time
 
-from pipeline import config, services
+from pipeline import config
+from pipeline.engine import services
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,8 @@ def setup_logging() -> None:
     root.addHandler(file_handler)
     console = logging.StreamHandler(sys.stdout)
     console.setFormatter(logging.Formatter("%(message)s"))
-    for name in ("pipeline.progress", "pipeline.cli", "pipeline.services", "pipeline.schedule",
-                 "pipeline.runtime.recovery"):
+    for name in ("pipeline.runtime.progress", "pipeline.runtime.cli", "pipeline.engine.services",
+                 "pipeline.runtime.schedule", "pipeline.runtime.recovery"):
         logging.getLogger(name).addHandler(console)
         logging.getLogger(name).propagate = True
     logging.getLogger("py4j").setLevel(logging.WARNING)
@@ -56,9 +57,12 @@ def _date(text: str) -> dt.date:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipeline import hs2, progress
-    from pipeline.runtime import clock, operate, recovery
-    from pipeline.tasks import dw, ingest
+    from pipeline import clock
+    from pipeline.io import hs2
+    from pipeline.runtime import operate, progress, recovery
+    from pipeline.tasks import ingest
+    from pipeline.tasks.base import dw_spark
+    from pipeline.tasks.ready import MartsBackfill
 
     rp = config.replay()
     days_all = list(ingest.source_days())
@@ -86,10 +90,10 @@ def _run(args: argparse.Namespace) -> int:
     ui = config.scheduler_ui()
     recovery.recover(f"http://{ui.host}:{ui.port}")
     operate.reenable_disabled()
-    dw.dw_spark()  # the worker's session: a catalog that lost published tables is refused before any task
+    dw_spark()  # the worker's session: a catalog that lost published tables is refused before any task
     t0 = time.monotonic()
     if args.mode == "backfill":
-        results = [operate.build([dw.MartsBackfill(start=days[0], end=days[-1])])]
+        results = [operate.build([MartsBackfill(start=days[0], end=days[-1])])]
     elif replayed:
         results = _replay_days(days)
     else:
@@ -119,8 +123,8 @@ def _run(args: argparse.Namespace) -> int:
 def _replay_days(days: list[dt.date]) -> list:
     """Build replayed days one by one on a replay clock, each at the first scheduled run after its last feed
     landed, then evaluate the SLA of the window at the deadline after the last day."""
-    from pipeline import schedule
-    from pipeline.runtime import clock, operate
+    from pipeline import clock
+    from pipeline.runtime import operate, schedule
     from pipeline.tasks.sla import SlaMonitor, last_deadline
 
     replay_clock = clock.ReplayClock(schedule.first_run_after(days[0] + dt.timedelta(days=1)))
@@ -142,7 +146,7 @@ def _replay_days(days: list[dt.date]) -> list:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from pipeline import synthetic
+    from pipeline.sources import synthetic
 
     catalogue = synthetic.catalogue_from_warehouse() if args.from_warehouse else None
     spec = synthetic.SyntheticSpec(args.start, args.end, lines_per_day=args.lines_per_day,
@@ -167,8 +171,9 @@ def _anomaly(args: argparse.Namespace) -> int:
 
 
 def _sla(args: argparse.Namespace) -> int:
+    from pipeline import clock
     from pipeline.io import arrow_tables
-    from pipeline.runtime import clock, operate, recovery
+    from pipeline.runtime import operate, recovery
     from pipeline.tasks.sla import SlaMonitor
 
     now = (args.now or clock.now()).replace(second=0, microsecond=0)
@@ -243,7 +248,7 @@ def _dashboard_user(args: argparse.Namespace) -> int:
 
 
 def _schedule(args: argparse.Namespace) -> int:
-    from pipeline import schedule
+    from pipeline.runtime import schedule
 
     schedule.loop()
     return 0
@@ -298,13 +303,13 @@ def _restore(args: argparse.Namespace) -> int:
 
 
 def _catalog(args: argparse.Namespace) -> int:
-    from pipeline.io import catalog
-    from pipeline.runtime import backup
-    from pipeline.spark import get_spark
+    from pipeline.engine.spark import get_spark
+    from pipeline.io import backup_store, catalog
 
     if args.action == "rebuild":
         return _recovery(lambda: catalog.rebuild(get_spark("catalog-rebuild")), "catalog rebuild")
-    return _recovery(lambda: {"status": "ok", "tables": catalog.check(get_spark("catalog-check"), backup.newest_name)},
+    return _recovery(lambda: {"status": "ok",
+                              "tables": catalog.check(get_spark("catalog-check"), backup_store.newest_name)},
                      "catalog check")
 
 
@@ -349,7 +354,7 @@ def _invalidate(args: argparse.Namespace) -> int:
     except Exception as exc:  # noqa: BLE001
         return failed(exc)
     if not inv.resumed:
-        print(f"noted {invalidate.dw.invalidation_marker(inv.day).path}: {note['reason']}")
+        print(f"noted {invalidate.invalidation_marker(inv.day).path}: {note['reason']}")
     for task in removed:
         print(f"removed {task.task_family:<28} {task.output().path}")
     print(f"rebuild with: python -m pipeline run --start {inv.day} --end {inv.day}", file=sys.stderr)
@@ -371,9 +376,9 @@ def _gc(args: argparse.Namespace) -> int:
     """Delete table and partition versions the metastore does not point at, older than the retention."""
     import json
 
-    from pipeline import warehouse as wh
+    from pipeline.engine.spark import get_spark
     from pipeline.io import lock
-    from pipeline.spark import get_spark
+    from pipeline.io import warehouse as wh
 
     retention_s = config.warehouse().gc_retention_s if args.retention_s is None else args.retention_s
     with lock.warehouse_lock("python -m pipeline gc"):

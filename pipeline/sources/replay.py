@@ -29,7 +29,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from pipeline import fs
+from pipeline.io import fs
 from pipeline.transforms import records
 
 log = logging.getLogger(__name__)

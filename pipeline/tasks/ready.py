@@ -1,60 +1,64 @@
-"""The star schema in ``ecommerce_dw`` and the marts in ``ecommerce_mart``.
+"""A date's readiness: the late-date refresh, the tables that must see it, and ``MartsReady``.
 
-    luigi --module pipeline.tasks.dw MartsReady --date 2010-12-02
-    luigi --module pipeline.tasks.dw MartsBackfill --start 2010-12-01 --end 2011-12-09
+    luigi --module pipeline.tasks.ready MartsReady --date 2010-12-02
+    luigi --module pipeline.tasks.ready RangeDaily --of MartsReady --start 2010-12-01 --stop 2010-12-09
+    luigi --module pipeline.tasks.ready MartsBackfill --start 2010-12-01 --end 2011-12-09
 
-Facts and date marts are partitioned by invoice date and built per date from the batches that carry lines
-for it (``ecommerce_db.batch_invoice_dates``), so a day's cost does not depend on history. Each fact
-marker records the date's input revision (its batches and their row counts); ``RefreshLateDates`` rebuilds
-every earlier date whose revision changed (late lines, lines released from quarantine) with the
-``revision`` parameter, before the run date's customer-level marts are computed.
+``RefreshLateDates`` rebuilds every earlier date whose input revision changed (late lines, lines released from
+quarantine) by running its ``MartsReady`` again with the ``revision`` parameter, before the run date's
+customer-level tables, which read every day's customer sales. So the graph loops through this module: a
+date's ``DimCustomer`` needs ``RefreshLateDates``, which needs earlier dates' ``MartsReady``, which needs their
+customer-level marts and data-quality checks, which need ``DimCustomer``. Those tasks live here together;
+the tables they do not loop through are in ``star``, ``marts`` and ``quality``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
+import functools
 import logging
 
-import holidays
 import luigi
-from luigi.tools.range import RangeDaily  # noqa: F401  (for `luigi --module pipeline.tasks.dw RangeDaily`)
+from luigi.tools.range import RangeDaily  # noqa: F401  (for `luigi --module pipeline.tasks.ready RangeDaily`)
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from pipeline import alerts, config, fs, hs2, load
-from pipeline import warehouse as wh
-from pipeline.io import arrow_tables, lock
-from pipeline.runtime import clock
-from pipeline.spark import one_date_queries
-from pipeline.tasks.base import write_marker, writes_warehouse
-from pipeline.tasks.ingest import (
-    CountriesSnapshot,
-    IngestBackfill,
-    IngestDay,
-    ProductsSnapshot,
+from pipeline import clock, config
+from pipeline.io import alerts, crash, fs, hs2, lock
+from pipeline.io import warehouse as wh
+from pipeline.schemas.mart import PURCHASE_HISTORY_BUCKETS
+from pipeline.tasks.base import (
+    DW,
+    MART,
+    TableForDate,
+    dw_spark,
+    fact_rows,
+    input_revisions,
     marker,
-    previous_trading_day,
-    source_days,
-    spark_with_schema,
+    read_dates,
+    write_marker,
+    writes_warehouse,
 )
+from pipeline.tasks.ingest import IngestBackfill, IngestDay, previous_trading_day, source_days
+from pipeline.tasks.marts import MartDailySales, MartHourlySales, MartProductPerformance
+from pipeline.tasks.quality import (
+    DATES_PER_JOB,
+    DataQualityError,
+    DetectAnomalies,
+    batches_touched,
+    dated,
+    dq_history,
+    failing_rows,
+    load_checks,
+    reconciled,
+)
+from pipeline.tasks.star import CustomerSalesDaily, DimCountry, DimDate, DimProduct, FactSales
 from pipeline.transforms import publication, star
 from pipeline.transforms.alerting import Alert
 from pipeline.transforms.columns import in_values
 
 log = logging.getLogger(__name__)
-progress = logging.getLogger("pipeline.progress")
-
-DW, MART = "ecommerce_dw", "ecommerce_mart"
-
-
-class dw(luigi.Config):
-    calendar_start = luigi.DateParameter(
-        default=dt.date(2010, 1, 1),
-        description="dim_date starts no later than this (it also covers every landed date, whole years)")
-    calendar_end = luigi.DateParameter(
-        default=dt.date(2012, 12, 31),
-        description="dim_date ends no earlier than this (it also covers every landed date, whole years)")
+progress = logging.getLogger("pipeline.runtime.progress")
 
 
 class ReconciliationError(RuntimeError):
@@ -63,247 +67,6 @@ class ReconciliationError(RuntimeError):
 
 class MartsNotServed(RuntimeError):
     """HiveServer2, which analysts query, does not show a date's published marts: they are not declared ready."""
-
-
-def dw_spark():
-    spark = spark_with_schema()
-    wh.ensure_schema(spark, DW)
-    wh.ensure_schema(spark, MART)
-    return spark
-
-
-def input_revisions(spark, dates: list[dt.date] | None = None) -> dict[dt.date, str]:
-    """Per invoice date, a digest of the batches carrying its lines and their row counts.
-
-    It changes exactly when a batch brings lines for the date or a quarantine retry releases some.
-    """
-    index = wh.read(spark, "batch_invoice_dates")
-    if dates is not None:
-        index = index.where(in_values("invoice_date", dates))
-    parts = index.groupBy("invoice_date").agg(F.sort_array(F.collect_list(
-        F.concat_ws(":", "batch_id", F.col("rows_loaded").cast("string")))).alias("parts")).collect()
-    return {r.invoice_date: hashlib.sha1("|".join(r.parts).encode()).hexdigest()[:12] for r in parts}
-
-
-def fact_rows(day: dt.date) -> int | None:
-    """The date's rows in ``fact_sales`` as its ``FactSales`` marker records them; None before it is published."""
-    out = FactSales(day).output()
-    return fs.read_json(out).get("rows") if out.exists() else None
-
-
-def lines_for_dates(spark, dates: list[dt.date]) -> DataFrame:
-    """The loaded raw lines with an invoice date in ``dates``, read only from the batches that carry them."""
-    batches = [r.batch_id for r in wh.read(spark, "batch_invoice_dates")
-               .where(in_values("invoice_date", dates)).select("batch_id").distinct().collect()]
-    return (wh.read(spark, "transactions_raw").where(in_values("batch_id", batches))
-            .where(in_values("to_date(invoice_ts)", dates)))
-
-
-def read_dates(spark, table: str, dates: list[dt.date], column: str = "invoice_date") -> DataFrame:
-    return wh.read(spark, table).where(in_values(column, dates))
-
-
-class DimDate(luigi.Task):
-    """``ecommerce_dw.dim_date`` over whole years covering ``[dw]`` and every landed date, with England's
-    bank holidays.
-
-    The range follows the feed calendar (``source_days``): the first feed of a new year changes it, and with
-    it the marker's name, so the next run republishes the table with that whole year.
-    """
-
-    @staticmethod
-    def span() -> tuple[dt.date, dt.date]:
-        cfg = dw()
-        return star.calendar_range(source_days(), cfg.calendar_start, cfg.calendar_end)
-
-    @staticmethod
-    def marker_for(start: dt.date, end: dt.date) -> luigi.Target:
-        return marker("dw", f"dim_date_{start}_{end}.json")
-
-    def output(self):
-        return self.marker_for(*self.span())
-
-    @writes_warehouse
-    def run(self):
-        start, end = self.span()
-        spark = dw_spark()
-        calendar = spark.sql(f"SELECT explode(sequence(DATE '{start}', DATE '{end}')) AS date")
-        bank = holidays.country_holidays("GB", subdiv="ENG", years=range(start.year, end.year + 1))
-        holiday_df = spark.createDataFrame(sorted(bank.items()), "date DATE, holiday_name STRING")
-        wh.replace_table(spark, star.dim_date(calendar, holiday_df).coalesce(1), f"{DW}.dim_date")
-        log.info("dim_date published for %s .. %s", start, end)
-        write_marker(self.marker_for(start, end), {"start": start, "end": end, "rows": (end - start).days + 2})
-
-
-class _DailyTable(luigi.Task):
-    """Publishes one table for a run date: its date partition (``partition``) or the whole table.
-
-    ``revision`` is set when ``RefreshLateDates`` rebuilds a date whose input changed after it was
-    published: the task is then complete only when its marker carries that revision.
-    ``publish`` builds several dates in one Spark pass (backfills) and writes each date's marker. A run of one
-    date publishes from the driver (``fits_in_driver``) and, when its fact is small, runs its queries
-    interpreted (``spark.one_date_queries``).
-    """
-
-    date = luigi.DateParameter()
-    revision = luigi.Parameter(default="", description="input revision of a rebuilt date ('' = first build)")
-    resources = {"ecommerce_db_writer": 1}
-    table = ""
-    partition: str | tuple[str, ...] | None = "invoice_date"
-    sort_by: tuple[str, ...] = ()
-
-    def output(self):
-        db, name = self.table.split(".")
-        return marker("dw" if db == DW else "mart", name, f"{self.date}.json")
-
-    def complete(self):
-        if not self.revision:
-            return super().complete()
-        out = self.output()
-        return out.exists() and fs.read_json(out).get("revision") == self.revision
-
-    def build(self, spark, dates: list[dt.date]) -> DataFrame:
-        raise NotImplementedError
-
-    def marker_facts(self, spark, dates: list[dt.date]) -> dict[dt.date, dict]:
-        return {}
-
-    def partition_values(self, dates: list[dt.date]) -> list:
-        return [str(d) for d in dates]
-
-    def fits_in_driver(self, dates: list[dt.date]) -> bool:
-        """Whether one date's rows are few enough to publish from the driver (Arrow), without a Spark write job."""
-        return True
-
-    def date_session(self):
-        """The session for a run of this one date, interpreted when its fact is small (``one_date_queries``)."""
-        return one_date_queries(dw_spark(), fact_rows(self.date))
-
-    @writes_warehouse
-    def run(self):
-        with self.date_session() as spark:
-            self.publish(spark, [self.date])
-
-    def publish(self, spark, dates: list[dt.date]) -> None:
-        self.write(spark, self.build(spark, dates), dates)
-        facts = self.marker_facts(spark, dates)
-        published_at = clock.now()
-        for d in dates:
-            write_marker(self.clone(date=d).output(), {"date": d, "revision": self.revision,
-                                                        "published_at": published_at, **facts.get(d, {})})
-
-    def write(self, spark, df: DataFrame, dates: list[dt.date]) -> None:
-        """Publish ``df`` as the dates' partitions (``partition_values``), or as the whole table: one date's rows
-        from the driver, several dates' with a Spark write job."""
-        if len(dates) == 1 and self.fits_in_driver(dates):
-            df = df.coalesce(1).sortWithinPartitions(*self.sort_by) if self.sort_by else df
-            values = self.partition_values(dates) if self.partition else None
-            arrow_tables.publish_collected(spark, df, self.table, values)
-        elif self.partition:
-            columns = (self.partition,) if isinstance(self.partition, str) else self.partition
-            df = df.coalesce(1) if len(dates) == 1 else df.repartition(*columns)
-            if self.sort_by:
-                df = df.sortWithinPartitions(*columns, *self.sort_by)
-            wh.replace_partitions(spark, df, self.table, self.partition, self.partition_values(dates))
-        else:
-            wh.replace_table(spark, df.coalesce(1), self.table)
-
-
-class DimProduct(_DailyTable):
-    """``ecommerce_dw.dim_product`` as of a day's products snapshot."""
-
-    table, partition = f"{DW}.dim_product", None
-
-    def requires(self):
-        return ProductsSnapshot(self.date)
-
-    def build(self, spark, dates):
-        return star.dim_product(wh.read(spark, "products"), load.non_product_patterns())
-
-
-class DimCountry(_DailyTable):
-    """``ecommerce_dw.dim_country`` as of a day's countries snapshot."""
-
-    table, partition = f"{DW}.dim_country", None
-
-    def requires(self):
-        return CountriesSnapshot(self.date)
-
-    def build(self, spark, dates):
-        return star.dim_country(wh.read(spark, "countries"))
-
-
-class FactSales(_DailyTable):
-    """``ecommerce_dw.fact_sales`` partition of one invoice date, from every batch carrying lines for it."""
-
-    table = f"{DW}.fact_sales"
-
-    def requires(self):
-        return [IngestDay(self.date), DimProduct(self.date)]
-
-    def build(self, spark, dates):
-        return star.fact_sales(lines_for_dates(spark, dates), wh.read(spark, f"{DW}.dim_product"))
-
-    def fits_in_driver(self, dates):
-        return False  # as many rows as the feed brings
-
-    def marker_facts(self, spark, dates):
-        revisions = input_revisions(spark, dates)
-        sums = {r.invoice_date: r for r in read_dates(spark, self.table, dates).groupBy("invoice_date")
-                .agg(F.count(F.lit(1)).alias("rows"), F.sum("line_amount").alias("amount")).collect()}
-        return {d: {"input_revision": revisions.get(d, ""), "rows": sums[d].rows if d in sums else 0,
-                    "line_amount": str(sums[d].amount if d in sums else 0)} for d in dates}
-
-
-class MartDailySales(_DailyTable):
-    """``ecommerce_mart.mart_daily_sales`` partition of one invoice date."""
-
-    table = f"{MART}.mart_daily_sales"
-
-    def requires(self):
-        return [FactSales(self.date, self.revision), DimCountry(self.date), DimDate()]
-
-    def build(self, spark, dates):
-        return star.mart_daily_sales(read_dates(spark, f"{DW}.fact_sales", dates),
-                                     wh.read(spark, f"{DW}.dim_country"))
-
-
-class MartHourlySales(_DailyTable):
-    """``ecommerce_mart.mart_hourly_sales`` partition of one invoice date."""
-
-    table = f"{MART}.mart_hourly_sales"
-
-    def requires(self):
-        return FactSales(self.date, self.revision)
-
-    def build(self, spark, dates):
-        return star.mart_hourly_sales(read_dates(spark, f"{DW}.fact_sales", dates))
-
-
-class MartProductPerformance(_DailyTable):
-    """``ecommerce_mart.mart_product_performance`` partition of one invoice date."""
-
-    table = f"{MART}.mart_product_performance"
-
-    def requires(self):
-        return FactSales(self.date, self.revision)
-
-    def build(self, spark, dates):
-        return star.mart_product_performance(read_dates(spark, f"{DW}.fact_sales", dates),
-                                             wh.read(spark, f"{DW}.dim_product"))
-
-
-class CustomerSalesDaily(_DailyTable):
-    """``ecommerce_dw.customer_sales_daily`` partition of one invoice date; needs every earlier day's."""
-
-    table = f"{DW}.customer_sales_daily"
-
-    def requires(self):
-        prev = previous_trading_day(self.date)
-        return [IngestDay(self.date)] + ([CustomerSalesDaily(prev)] if prev and not self.revision else [])
-
-    def build(self, spark, dates):
-        return star.customer_sales_daily(lines_for_dates(spark, dates))
 
 
 class RefreshLateDates(luigi.Task):
@@ -346,7 +109,7 @@ class RefreshLateDates(luigi.Task):
         plan.remove()
 
 
-class DimCustomer(_DailyTable):
+class DimCustomer(TableForDate):
     """``ecommerce_dw.dim_customer`` rebuilt from every day's customer sales up to the run."""
 
     table, partition = f"{DW}.dim_customer", None
@@ -359,10 +122,7 @@ class DimCustomer(_DailyTable):
         return star.dim_customer(wh.read(spark, f"{DW}.customer_sales_daily"))
 
 
-HISTORY_BUCKETS = 32
-
-
-class MartCustomerPurchaseHistory(_DailyTable):
+class MartCustomerPurchaseHistory(TableForDate):
     """``ecommerce_mart.mart_customer_purchase_history``: a date's lines of known customers (shoppers' view).
 
     Laid out for the storefront's lookup of one customer: partitions by invoice month and
@@ -384,7 +144,7 @@ class MartCustomerPurchaseHistory(_DailyTable):
         return sorted({d.replace(day=1) for d in dates})
 
     def partition_values(self, dates):
-        return [(str(m), str(b)) for m in self.months(dates) for b in range(HISTORY_BUCKETS)]
+        return [(str(m), str(b)) for m in self.months(dates) for b in range(PURCHASE_HISTORY_BUCKETS)]
 
     def fits_in_driver(self, dates):
         """The month so far, as its ``FactSales`` markers count it, within ``[spark] driver_publish_max_rows``."""
@@ -399,14 +159,14 @@ class MartCustomerPurchaseHistory(_DailyTable):
             wh.read(spark, f"{DW}.dim_product"), wh.read(spark, f"{DW}.dim_country"))
         kept = read_dates(spark, self.table, self.months(dates), "invoice_month") \
             .where(~in_values("invoice_date", dates))
-        return kept.unionByName(star.purchase_history_layout(new, HISTORY_BUCKETS))
+        return kept.unionByName(star.purchase_history_layout(new, PURCHASE_HISTORY_BUCKETS))
 
 
 def as_of(spark, dates: list[dt.date]) -> DataFrame:
     return spark.createDataFrame([(d,) for d in dates], "as_of_date DATE")
 
 
-class _CustomerMart(_DailyTable):
+class CustomerMart(TableForDate):
     """A customer-level mart: one partition per run date, from every day's customer sales up to it."""
 
     partition = "as_of_date"
@@ -419,14 +179,14 @@ class _CustomerMart(_DailyTable):
         return self.transform(wh.read(spark, f"{DW}.customer_sales_daily"), as_of(spark, dates))
 
 
-class MartCustomerRfm(_CustomerMart):
+class MartCustomerRfm(CustomerMart):
     """``ecommerce_mart.mart_customer_rfm`` partition of one run date: every customer's RFM scores and segment."""
 
     table = f"{MART}.mart_customer_rfm"
     transform = staticmethod(star.mart_customer_rfm)
 
 
-class MartCohortRetention(_CustomerMart):
+class MartCohortRetention(CustomerMart):
     """``ecommerce_mart.mart_cohort_retention`` partition of one run date: retention of every monthly cohort."""
 
     table = f"{MART}.mart_cohort_retention"
@@ -437,26 +197,88 @@ DATE_MARTS = (MartDailySales, MartHourlySales, MartProductPerformance, MartCusto
 CUSTOMER_MARTS = (MartCustomerRfm, MartCohortRetention)
 
 
-def reconciliation(spark, dates: list[dt.date]) -> DataFrame:
-    """The reconciliation checks of ``dates`` (``star.reconciliation``) over the published tables."""
-    dims = {"product_key": f"{DW}.dim_product", "country_key": f"{DW}.dim_country",
-            "customer_key": f"{DW}.dim_customer", "date_key": f"{DW}.dim_date"}
-    return star.reconciliation(
-        lines_for_dates(spark, dates), read_dates(spark, f"{DW}.fact_sales", dates),
-        read_dates(spark, f"{MART}.mart_daily_sales", dates),
-        {key: wh.read(spark, table) for key, table in dims.items()})
+class DataQualityChecks(TableForDate):
+    """Run the declarative checks of ``[dq] checks`` for a date and record them in ``ecommerce_mart.dq_results``.
+
+    An error-severity failure fails the task (no marker), so ``MartsReady`` does not declare the date ready;
+    warnings are only recorded. Earlier runs' results for the date are kept.
+    """
+
+    table = f"{MART}.dq_results"
+    resources = {"ecommerce_db_writer": 1, "alerts_writer": 1}
+
+    def requires(self):
+        return [*(m(self.date, self.revision) for m in DATE_MARTS), *(m(self.date) for m in CUSTOMER_MARTS),
+                DetectAnomalies(self.date, self.revision)]
+
+    @writes_warehouse
+    def run(self):
+        with self.date_session() as spark:
+            errors = self.publish(spark, [self.date])
+        if errors:
+            raise DataQualityError(errors[self.date])
+
+    def publish(self, spark, dates: list[dt.date]) -> dict[dt.date, str]:
+        """Check each date, record its results and alert; write the markers of the dates without an error.
+
+        Returns the dates whose error-severity checks failed, with what failed (backfills check many dates).
+        """
+        cfg = config.dq()
+        checks = load_checks(config.resolve_path(cfg.checks))
+        table_wide: dict[int, tuple[int, list]] = {}
+        errors = {}
+        for start in range(0, len(dates), DATES_PER_JOB):
+            chunk = dates[start:start + DATES_PER_JOB]
+            now = clock.now()
+            run_ids = {day: f"{day}@{now:%Y%m%dT%H%M%S}" for day in chunk}
+            touched = batches_touched(spark, chunk)
+            checked = reconciled(spark, chunk) if any(c["type"] == "reconciliation" for c in checks) else {}
+            summaries = [failing_rows(spark, check, chunk, touched, checked).groupBy("day").agg(
+                F.count(F.lit(1)).alias("failing"),
+                F.slice(F.collect_list(F.col("failing_key").cast("string")), 1, cfg.sample_size).alias("sample"),
+            ).select(F.col("day").cast("string").alias("day"), F.lit(i).alias("check"), "failing", "sample")
+                for i, check in enumerate(checks) if dated(check) or i not in table_wide]
+            found = {(r.day or "", r.check): (r.failing, r.sample)
+                     for r in functools.reduce(DataFrame.unionByName, summaries).collect()}
+            table_wide.update({i: found.get(("", i), (0, [])) for i, check in enumerate(checks)
+                               if not dated(check) and i not in table_wide})
+            results = {day: [(run_ids[day], check["name"], check["type"], check["table"], check["severity"],
+                              "FAIL" if count else "PASS", count, "; ".join(sample or []), now, day)
+                             for i, check in enumerate(checks)
+                             for count, sample in [found.get((str(day), i), (0, [])) if dated(check)
+                                                   else table_wide[i]]]
+                       for day in chunk}
+            rows = spark.createDataFrame([r for day in chunk for r in results[day]],
+                                         wh.SCHEMAS[MART]["dq_results"]["columns"] + ", invoice_date DATE")
+            earlier = read_dates(spark, self.table, chunk)
+            self.write(spark, dq_history(earlier, rows), chunk)
+            crash.point("dq.results_published")
+            for day in chunk:
+                error = self._verdict(spark, day, run_ids[day], results[day], checked.get(day))
+                if error:
+                    errors[day] = error
+        return errors
+
+    def _verdict(self, spark, day: dt.date, run_id: str, results: list[tuple],
+                 reconciliation_checks: dict[str, dict] | None) -> str:
+        """Log and alert the date's failed checks; write its marker unless an error-severity check failed
+        (then say what failed). The marker keeps the date's reconciliation, for ``MartsReady``."""
+        failed = [r for r in results if r[5] == "FAIL"]
+        for r in failed:
+            log.warning("data quality %s %s on %s: %d failing rows, e.g. %s", r[4], r[1], r[3], r[6], r[7])
+        alerts.notify(spark, [Alert(kind="dq", severity=r[4], subject=f"data quality check {r[1]} failed for "
+                                    f"{day}", body=f"{r[3]}: {r[6]} failing rows, e.g. {r[7]} (run {run_id})",
+                                    dedupe_key=f"dq:{r[1]}:{day}", condition="FAIL") for r in failed])
+        failed_errors = [f"{r[1]} ({r[6]} rows, e.g. {r[7]})" for r in failed if r[4] == "error"]
+        if failed_errors:
+            return f"{day}: error-severity checks failed: " + "; ".join(failed_errors)
+        write_marker(self.clone(date=day).output(), {
+            "date": day, "revision": self.revision, "run_id": run_id, "passed": len(results) - len(failed),
+            "warned": len(failed), **({"reconciliation": reconciliation_checks} if reconciliation_checks else {})})
+        return ""
 
 
-def reconciled(spark, dates: list[dt.date]) -> dict[dt.date, dict[str, dict]]:
-    """Each date's ``reconciliation`` collected: check -> expected, actual, passed."""
-    out: dict[dt.date, dict[str, dict]] = {d: {} for d in dates}
-    for r in reconciliation(spark, dates).collect():
-        out.setdefault(r.invoice_date, {})[r.check] = {"expected": r.expected, "actual": r.actual,
-                                                       "passed": r.passed}
-    return out
-
-
-class MartsReady(_DailyTable):
+class MartsReady(TableForDate):
     """Records in ``ecommerce_mart.marts_ready`` the moment every mart of a date is published and reconciled.
 
     Before that, the date's error-severity data-quality checks must pass (``DataQualityChecks``), the fact
@@ -471,16 +293,12 @@ class MartsReady(_DailyTable):
     resources = {"ecommerce_db_writer": 1, "alerts_writer": 1}
 
     def requires(self):
-        from pipeline.tasks.quality import DataQualityChecks
-
         return [*(m(self.date, self.revision) for m in DATE_MARTS), *(m(self.date) for m in CUSTOMER_MARTS),
                 DataQualityChecks(self.date, self.revision)]
 
     def reconcile(self, spark, dates) -> dict[dt.date, dict[str, bool]]:
         """The dates' reconciliation: as the dates' ``DataQualityChecks`` recorded it (their ``reconciliation``
         check), else computed here."""
-        from pipeline.tasks.quality import DataQualityChecks
-
         recorded = {d: fs.read_json(DataQualityChecks(d).output()).get("reconciliation") for d in dates}
         checked = recorded if all(recorded.values()) else reconciled(spark, dates)
         failed = [f"{d} {name}: expected {c['expected']}, got {c['actual']}"
@@ -582,8 +400,6 @@ class MartsBackfill(luigi.Task):
             self._publish(days)
 
     def _publish(self, days: list[dt.date]) -> None:
-        from pipeline.tasks.quality import DataQualityChecks, DataQualityError, DetectAnomalies
-
         spark = dw_spark()
         for table in (FactSales, CustomerSalesDaily, DimCustomer, *DATE_MARTS, *CUSTOMER_MARTS, DetectAnomalies):
             todo = [d for d in days if not table(d).complete()]

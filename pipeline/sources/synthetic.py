@@ -18,7 +18,9 @@ from dataclasses import dataclass
 
 from faker import Faker
 
-from pipeline import config, fs, replay
+from pipeline import config
+from pipeline.io import fs
+from pipeline.sources import replay
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +182,7 @@ def _write_day(root, day, windows, products, countries, bad_kinds, n_late) -> No
 
 def catalogue_from_warehouse() -> Catalogue | None:
     """Current products and countries read over HiveServer2, or None when the warehouse is empty or down."""
-    from pipeline import hs2
+    from pipeline.io import hs2
 
     try:
         products = hs2.query("SELECT stock_code, description, unit_price FROM ecommerce_db.products WHERE is_current")

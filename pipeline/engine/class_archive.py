@@ -2,7 +2,7 @@
 
 A Spark driver loads about 16,000 classes from PySpark's 279 jars each time it starts. The first session on a
 machine, when the archive is missing, starts a trainer in the background
-(``pipeline.runtime.class_archive_trainer``): it opens a session like the pipeline's, reads the catalog,
+(``pipeline.engine.class_archive_trainer``): it opens a session like the pipeline's, reads the catalog,
 writes a Parquet file and reads it back as rows and as Arrow, and its JVM writes the classes it loaded at exit
 (``-XX:ArchiveClassesAtExit``) to a temporary file, renamed into place only when complete. Later drivers, the
 pipeline's and HiveServer2's, map it (``-XX:SharedArchiveFile``).
@@ -79,7 +79,7 @@ def start_trainer(path: Path) -> bool:
         return False
     os.close(fd)
     with open(path.with_suffix(".log"), "ab") as out:
-        subprocess.Popen([sys.executable, "-m", "pipeline.runtime.class_archive_trainer", str(path)], stdout=out,
+        subprocess.Popen([sys.executable, "-m", "pipeline.engine.class_archive_trainer", str(path)], stdout=out,
                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     log.info("training a Spark class archive in the background: %s", path)
     return True

@@ -1,7 +1,7 @@
 """The HiveServer2 query guard: a Spark SQL extension (``guard/QueryGuard.java``) built into a jar on demand.
 
 HiveServer2 is a query service, not a shell. The Spark Thrift Server loads the guard with
-``spark.sql.extensions`` (``pipeline.services.HiveServer2``; the pipeline's own Spark session does not) and
+``spark.sql.extensions`` (``pipeline.engine.services.HiveServer2``; the pipeline's own Spark session does not) and
 its check rule refuses, before anything runs, reflection (``reflect``, ``java_method``, ``try_reflect``),
 ``SELECT TRANSFORM ... USING`` scripts, ``ADD JAR/FILE/ARCHIVE``, ``CREATE FUNCTION``, ``LOAD DATA``,
 switching ``spark.sql.runSQLOnFiles`` back on, and the data source DDL that would read or write files of the
@@ -83,7 +83,7 @@ def ensure_jar(state_dir: Path, jars_dir: Path) -> Path:
                                   f"{(proc.stdout + proc.stderr)[-4000:]}")
         partial = Path(tmp) / jar.name
         with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\nCreated-By: pipeline.runtime.query_guard\n\n")
+            zf.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\nCreated-By: pipeline.engine.query_guard\n\n")
             for path in sorted(classes.rglob("*.class")):
                 zf.write(path, path.relative_to(classes).as_posix())
         partial.replace(jar)  # atomic: a concurrent start sees no jar or a whole one

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from pipeline import class_archive, config
+from pipeline import config
+from pipeline.engine import class_archive
 from pipeline.io.metastore_client import MetastoreUnavailable
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ def spark_log_config() -> str:
 
 
 def archive_options() -> str:
-    """A Spark driver's JVM options that map this machine's class archive (``pipeline.class_archive``), '' when
+    """A Spark driver's JVM options that map this machine's class archive (``pipeline.engine.class_archive``), '' when
     ``[spark] class_archive`` is off or the archive is not ready yet (its trainer is then started)."""
     sp = config.spark()
     if not sp.class_archive:

@@ -18,10 +18,9 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pipeline import config, fs
-from pipeline import warehouse as wh
-from pipeline.io import arrow_tables, crash
-from pipeline.runtime import clock
+from pipeline import clock, config
+from pipeline.io import arrow_tables, crash, fs
+from pipeline.io import warehouse as wh
 from pipeline.transforms import masters, records, transactions
 from pipeline.transforms.columns import in_values
 

@@ -1,4 +1,4 @@
-"""luigid, with one correction to its scheduler; run as ``python -m pipeline.runtime.scheduler_server`` with
+"""luigid, with one correction to its scheduler; run as ``python -m pipeline.engine.scheduler_server`` with
 luigid's own options.
 
 luigi's scheduler records which worker runs a task (``worker_running``) when it hands the task out, and keeps

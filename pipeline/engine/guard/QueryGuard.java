@@ -21,7 +21,7 @@
 //   CREATE DATABASE ... LOCATION / ALTER DATABASE ... SET LOCATION  (CreateDatabaseCommand, CreateNamespace,
 //                                             AlterDatabaseSetLocationCommand, SetNamespaceLocation)
 // Tables created through HiveServer2 are managed: they live in the warehouse, where the metastore puts them.
-// Built by pipeline/runtime/query_guard.py with javac against the pyspark jars.
+// Built by pipeline/engine/query_guard.py with javac against the pyspark jars.
 package ecommerce.guard;
 
 import java.util.Collections;

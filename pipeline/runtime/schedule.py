@@ -5,7 +5,7 @@ daily graph of every landed day that is not complete (``pipeline.runtime.operate
 ``sla_every_minutes`` it starts the SLA monitor; daily at ``[backup] daily_at`` a catalog backup. Jobs run
 in threads of this process, each through luigid, so the SLA monitor keeps its cadence while a long run goes
 on. A job due while the previous one of its kind is still running is skipped with a log line, never queued.
-A failed job is logged; the loop never stops on it. The loop reads time from ``pipeline.runtime.clock``, so
+A failed job is logged; the loop never stops on it. The loop reads time from ``pipeline.clock``, so
 the same loop runs on the wall clock or on a replay clock.
 """
 
@@ -18,22 +18,9 @@ import time
 from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
-import luigi
-import luigi.configuration
-
 from pipeline import config
 
 log = logging.getLogger(__name__)
-
-
-class schedule(luigi.Config):
-    run_at = luigi.Parameter(default="00:15,04:15,06:15,08:15,12:15,16:15,20:15",
-                             description="local times of the ingestion and marts run (comma-separated HH:MM)")
-    sla_every_minutes = luigi.IntParameter(default=15)
-    tick_s = luigi.FloatParameter(default=30.0)
-    declare_missing_after_minutes = luigi.IntParameter(
-        default=240, description="a transaction window not landed this long after it was due is declared missing "
-                                 "(recorded as a MISSING batch) so later days can go on")
 
 
 def parse_times(text: str, setting: str = "[schedule] run_at") -> list[dt.time]:
@@ -45,7 +32,7 @@ def parse_times(text: str, setting: str = "[schedule] run_at") -> list[dt.time]:
 
 
 def zone() -> ZoneInfo:
-    return ZoneInfo(luigi.configuration.get_config().get("sla", "timezone", "UTC"))
+    return ZoneInfo(config.sla().timezone)
 
 
 def to_local(utc: dt.datetime, tz: ZoneInfo) -> dt.datetime:
@@ -59,7 +46,7 @@ def to_utc(local: dt.datetime, tz: ZoneInfo) -> dt.datetime:
 def first_run_after(day: dt.date) -> dt.datetime:
     """The first scheduled run on ``day`` (local), as naive UTC: when a day's last feed (landed at midnight)
     is first picked up."""
-    return to_utc(dt.datetime.combine(day, parse_times(schedule().run_at)[0]), zone())
+    return to_utc(dt.datetime.combine(day, parse_times(config.schedule().run_at)[0]), zone())
 
 
 def _crossed(previous: dt.datetime, now: dt.datetime, times: list[dt.time]) -> bool:
@@ -159,13 +146,15 @@ class Scheduler:
 
 def run_job() -> bool:
     """An operational run: the daily graph of every landed day that is not complete."""
-    from pipeline.runtime import clock, operate
-    from pipeline.tasks import dw, ingest
+    from pipeline import clock
+    from pipeline.runtime import operate
+    from pipeline.tasks import ingest
+    from pipeline.tasks.ready import MartsReady
 
     ingest.source_days.cache_clear()
     days = operate.landed_days()
-    operate.declare_missing([d for d in days if not dw.MartsReady(d).complete()], clock.now(),
-                            schedule().declare_missing_after_minutes)
+    operate.declare_missing([d for d in days if not MartsReady(d).complete()], clock.now(),
+                            config.schedule().declare_missing_after_minutes)
     todo = operate.targets(days)
     if not todo:
         log.info("run: nothing to do (no landed day is incomplete)")
@@ -176,7 +165,8 @@ def run_job() -> bool:
 
 def sla_job() -> bool:
     """One SLA evaluation at the current minute of the clock."""
-    from pipeline.runtime import clock, operate
+    from pipeline import clock
+    from pipeline.runtime import operate
     from pipeline.tasks.sla import SlaMonitor
 
     return operate.succeeded(operate.build([SlaMonitor(now=clock.minute())]))
@@ -194,25 +184,25 @@ JOBS = {"run": run_job, "sla": sla_job, "backup": backup_job}
 
 def prepare() -> None:
     """Before the first job: the services (embedded), dead workers' tasks taken over, the catalog checked."""
-    from pipeline import services
+    from pipeline.engine import services
     from pipeline.runtime import operate, recovery
-    from pipeline.tasks import dw
+    from pipeline.tasks.base import dw_spark
 
     services.start_all()
     ui = config.scheduler_ui()
     recovery.recover(f"http://{ui.host}:{ui.port}")
     operate.reenable_disabled()
-    dw.dw_spark()
+    dw_spark()
 
 
 def loop() -> None:
     """Run the jobs as they fall due on the wall clock, forever (the scheduler container's main process)."""
-    from pipeline.runtime import backup, clock
+    from pipeline import clock
 
     config.load_profile()
-    cfg = schedule()
+    cfg = config.schedule()
     run_at = parse_times(cfg.run_at)
-    backup_at = parse_times(backup.backup().daily_at, "[backup] daily_at")
+    backup_at = parse_times(config.backup().daily_at, "[backup] daily_at")
     tz = zone()
     log.info("schedule: run at %s (%s), SLA monitor every %d min, catalog backup at %s",
              ", ".join(f"{t:%H:%M}" for t in run_at), tz, cfg.sla_every_minutes,

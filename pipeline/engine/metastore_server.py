@@ -1,6 +1,6 @@
 """Hive metastore Thrift service bound to one address (Hive 2.3's own launcher always binds 0.0.0.0).
 
-Runs as ``python -m pipeline.metastore_server --host 127.0.0.1 --port 9083 --conf-dir DIR``: starts a JVM
+Runs as ``python -m pipeline.engine.metastore_server --host 127.0.0.1 --port 9083 --conf-dir DIR``: starts a JVM
 with the Hive 2.3 jars of the pyspark wheel and ``hive-site.xml`` from ``DIR`` on the class path, builds the
 same handler and Thrift server as ``HiveMetaStore.startMetaStore`` (binary protocol, unframed, UGI-aware
 processor) on a server socket bound to ``--host``, and serves until the process is stopped. This process

@@ -7,9 +7,10 @@ import logging
 
 import luigi
 
-from pipeline import hs2, replay
+from pipeline.io import hs2
+from pipeline.sources import replay
 
-progress = logging.getLogger("pipeline.progress")
+progress = logging.getLogger("pipeline.runtime.progress")
 
 
 class ProgressPrinter:
@@ -47,14 +48,15 @@ class ProgressPrinter:
             self._on_dw_success(task)
 
     def _on_dw_success(self, task: luigi.Task) -> None:
-        from pipeline.tasks import dw
+        from pipeline.tasks.ready import MartsReady
+        from pipeline.tasks.star import FactSales
 
         rebuilt = f" (rebuilt, input revision {task.revision})" if getattr(task, "revision", "") else ""
-        if isinstance(task, dw.FactSales):
+        if isinstance(task, FactSales):
             c = _read_marker(task)
             progress.info("%s fact_sales: %s lines, line_amount %s%s", self._prefix(task.date), c.get("rows"),
                           c.get("line_amount"), rebuilt)
-        elif isinstance(task, dw.MartsReady):
+        elif isinstance(task, MartsReady):
             c = _read_marker(task)
             checks = c.get("reconciliation", {})
             progress.info("%s marts ready at %s UTC, %d/%d reconciliation checks passed%s", self._prefix(task.date),
@@ -70,7 +72,7 @@ class ProgressPrinter:
 
 
 def _read_marker(task: luigi.Task | luigi.Target) -> dict:
-    from pipeline import fs
+    from pipeline.io import fs
 
     try:
         return fs.read_json(task.output() if isinstance(task, luigi.Task) else task)

@@ -42,7 +42,7 @@ def tables(stack) -> dict[str, list[tuple]]:
 
 
 def lose_the_catalog(stack) -> None:
-    """The original team's incident: the metastore comes back with an empty Derby database."""
+    """A lost catalog: the metastore comes back with an empty Derby database."""
     stack.services("stop")
     shutil.rmtree(stack.state / "metastore" / "metastore_db")
     stack.services("start")

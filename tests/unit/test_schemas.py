@@ -23,15 +23,14 @@ def test_column_names_keep_declared_order_and_types_with_commas(monkeypatch):
     assert schemas.spec("scratch_db.t")["partition"] == "d DATE"
 
 
+def _probe(what: str):
+    out = subprocess.run([sys.executable, "-m", "tests.unit.import_probe", what], cwd=ROOT, capture_output=True,
+                         text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def test_the_declarations_do_not_depend_on_which_modules_are_imported():
-    probe = ("import json\n"
-             "from pipeline.io import warehouse\n"
-             "alone = {db: sorted(t) for db, t in warehouse.SCHEMAS.items()}\n"
-             "import pipeline.io.alerts, pipeline.tasks.ready, pipeline.tasks.quality, pipeline.tasks.sla\n"
-             "after = {db: sorted(t) for db, t in warehouse.SCHEMAS.items()}\n"
-             "print(json.dumps([alone, after]))")
-    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
-    alone, after = json.loads(out.stdout.strip().splitlines()[-1])
+    alone, after = _probe("declarations")
     assert alone == after
     assert set(alone) == {"ecommerce_db", "ecommerce_dw", "ecommerce_mart"}
     assert {"transactions_raw", "batch_audit"} <= set(alone["ecommerce_db"])
@@ -40,13 +39,7 @@ def test_the_declarations_do_not_depend_on_which_modules_are_imported():
 
 
 def test_the_anomaly_review_needs_neither_spark_nor_the_task_modules():
-    probe = ("import sys\n"
-             "import pipeline.runtime.cli\n"
-             "from pipeline.io import anomaly_review\n"
-             "print(sorted(m for m in ('pyspark', 'pipeline.tasks.quality', 'pipeline.tasks.ready')\n"
-             "             if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert _probe("review") == []
 
 
 DOCS = "\n".join(p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])

@@ -127,22 +127,10 @@ def test_a_missing_master_file_is_at_risk_then_missed_with_one_email_and_one_web
         shutil.move(aside, products)
 
 
-NOTIFY = """
-import datetime as dt
-from pipeline.io import alerts
-from pipeline.transforms.alerting import Alert
-{session}
-batch = [Alert("dq", "error", "check a failed", "3 rows", "test:a", "FAIL"),
-         Alert("dq", "warn", "check b failed", "1 row", "test:b", "FAIL")]
-for r in alerts.notify(spark, batch, dt.datetime(2011, 1, 1, {hour})):
-    print("RECORD", r["channel"], r["dedupe_key"], r["delivery_status"], r["attempts"])
-"""
-WITH_SPARK = "from pipeline.tasks.base import dw_spark\nspark = dw_spark()"  # as the Spark tasks call it
-
-
-def notify(env, hour, session="spark = None"):
-    proc = subprocess.run([sys.executable, "-c", NOTIFY.format(hour=hour, session=session)], cwd=ROOT,
-                          env=dict(env, SPARK_HOME=NO_SPARK) if session == "spark = None" else env,
+def notify(env, hour, spark=False):
+    """The test alerts' deliveries at ``hour`` (``notify_probe``); with ``spark``, through the tasks' session."""
+    argv = [sys.executable, "-m", "tests.integration.notify_probe", str(hour), *(["--spark"] if spark else [])]
+    proc = subprocess.run(argv, cwd=ROOT, env=env if spark else dict(env, SPARK_HOME=NO_SPARK),
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return sorted(ln.split()[1:] for ln in proc.stdout.splitlines() if ln.startswith("RECORD"))
@@ -153,7 +141,7 @@ def test_a_failed_delivery_is_retried_recorded_and_sent_on_the_next_run(channels
     hook.calls.clear()
     inbox.messages.clear()
     hook.fail_next = 5
-    assert notify(env, 9, WITH_SPARK) == [["email", "test:a", "SENT", "1"], ["email", "test:b", "SENT", "1"],
+    assert notify(env, 9, spark=True) == [["email", "test:a", "SENT", "1"], ["email", "test:b", "SENT", "1"],
                                           ["webhook", "test:a", "FAILED", "3"], ["webhook", "test:b", "FAILED", "3"]]
     assert len(hook.calls) == 3 and len(inbox.ours()) == 1  # three attempts; both alerts in one e-mail
     assert "2 alerts (1 error, 1 warn)" in inbox.ours()[0]["Subject"]

@@ -59,16 +59,13 @@ def bench_stack(keep: bool = False, reuse: Path | None = None, replay: bool = Tr
             raise SystemExit(f"{state} is not a kept bench stack (no bench.cfg)")
     else:
         state = Path(tempfile.mkdtemp(prefix="ecom-bench-", dir=ROOT / "var" if (ROOT / "var").exists() else None))
-    overlay = state / "bench.cfg"
-    overlay.write_text(
-        f"[state]\ndir = {state}\n[metastore]\nuri = thrift://127.0.0.1:{PORTS['metastore']}\n"
-        f"[hiveserver2]\nport = {PORTS['hiveserver2']}\n[scheduler_ui]\nport = {PORTS['luigid']}\n"
-        f"[core]\nscheduler_port = {PORTS['luigid']}\n[replay]\nenabled = {str(replay).lower()}\n"
-    )
-    env = dict(os.environ, ECOM_CONFIG_OVERLAY=str(overlay))
-    os.environ.update(env)
     from pipeline import config
     from pipeline.engine import services
+
+    overlay = state / "bench.cfg"
+    overlay.write_text(config.stack_overlay(state, PORTS, f"[replay]\nenabled = {str(replay).lower()}\n"))
+    env = dict(os.environ, **{config.OVERLAY_ENV: str(overlay)})
+    os.environ.update(env)
 
     config.load_profile()
     try:

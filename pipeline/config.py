@@ -8,7 +8,9 @@ Relative paths in the config are resolved against the repository root.
 
 from __future__ import annotations
 
+import configparser
 import datetime as dt
+import io
 import os
 from pathlib import Path
 
@@ -40,6 +42,20 @@ def load_profile() -> str:
         # the one SMTP login, for Luigi's failure e-mails and the pipeline's alerts; never in a file
         luigi.configuration.get_config().set("smtp", "password", os.environ[SMTP_PASSWORD_ENV])
     return profile
+
+
+def stack_overlay(state: Path, ports: dict[str, int], extra: str = "") -> str:
+    """The overlay (``$ECOM_CONFIG_OVERLAY``) of a stack of its own: its state dir, its services on loopback ports
+    ``metastore``, ``hiveserver2`` and ``luigid``, then the sections of ``extra`` (a section given twice merges,
+    later keys win). The tests and the benchmarks start their stacks with one."""
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.read_string(
+        f"[state]\ndir = {state}\n[metastore]\nuri = thrift://127.0.0.1:{ports['metastore']}\n"
+        f"[hiveserver2]\nport = {ports['hiveserver2']}\n[scheduler_ui]\nport = {ports['luigid']}\n"
+        f"[core]\nscheduler_port = {ports['luigid']}\n" + extra)
+    out = io.StringIO()
+    parser.write(out)
+    return out.getvalue()
 
 
 def resolve_path(value: str) -> Path:

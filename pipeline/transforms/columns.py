@@ -9,6 +9,20 @@ from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 
+def non_product_flag(stock_code: str, patterns: list[str]) -> Column:
+    """Whether ``stock_code`` matches one of the non-product code patterns (SQL ``LIKE``: postage, fees...);
+    false for a null code."""
+    flag = F.lit(False)
+    for pattern in patterns:
+        flag = flag | F.col(stock_code).like(pattern)
+    return F.coalesce(flag, F.lit(False))
+
+
+def date_key(date: str) -> Column:
+    """The ``dim_date`` key of a date column: ``yyyymmdd`` as an integer (20101201)."""
+    return (F.year(date) * 10000 + F.month(date) * 100 + F.dayofmonth(date)).cast("int")
+
+
 def sql_literal(value: dt.date | int | str) -> str:
     """A value as a Spark SQL literal: ``DATE'2010-12-01'``, ``42``, or a quoted string with ``\\`` and ``'``
     escaped."""

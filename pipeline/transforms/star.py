@@ -14,6 +14,8 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from pipeline.transforms.columns import date_key, non_product_flag
+
 UNKNOWN_KEY = -1
 UNSPECIFIED_COUNTRY = "XX"
 LOW_DATE = dt.date(1900, 1, 1)
@@ -52,7 +54,7 @@ def dim_date(calendar: DataFrame, bank_holidays: DataFrame) -> DataFrame:
     """
     dow = F.weekday("date") + 1
     days = calendar.join(bank_holidays, "date", "left").select(
-        (F.year("date") * 10000 + F.month("date") * 100 + F.dayofmonth("date")).cast("int").alias("date_key"),
+        date_key("date").alias("date_key"),
         "date",
         dow.alias("day_of_week"),
         F.date_format("date", "EEEE").alias("day_name"),
@@ -67,13 +69,6 @@ def dim_date(calendar: DataFrame, bank_holidays: DataFrame) -> DataFrame:
     )
     return with_unknown_member(days, (UNKNOWN_KEY, None, None, "Unknown", False, None, None, "Unknown", None, None,
                                       False, None))
-
-
-def non_product_flag(stock_code: str, patterns: list[str]) -> Column:
-    flag = F.lit(False)
-    for pattern in patterns:
-        flag = flag | F.col(stock_code).like(pattern)
-    return F.coalesce(flag, F.lit(False))
 
 
 def dim_product(products: DataFrame, non_product_patterns: list[str]) -> DataFrame:
@@ -160,8 +155,7 @@ def fact_sales(lines: DataFrame, dim_product_df: DataFrame) -> DataFrame:
         "left",
     )
     return joined.select(
-        (F.year("invoice_date") * 10000 + F.month("invoice_date") * 100 + F.dayofmonth("invoice_date"))
-        .cast("int").alias("date_key"),
+        date_key("invoice_date").alias("date_key"),
         F.coalesce("product_key", F.lit(UNKNOWN_KEY)).alias("product_key"),
         country_key("country_code").alias("country_key"),
         customer_key("customer_id").alias("customer_key"),

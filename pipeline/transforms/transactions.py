@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from pipeline.transforms.columns import non_product_flag
+
 SOURCE_FIELDS = ["invoice_no", "stock_code", "description", "quantity", "invoice_date", "unit_price",
                  "customer_id", "country"]
 DATE_FORMATS = ["yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd HH:mm", "yyyy-MM-dd'T'HH:mm:ss", "yyyy-MM-dd'T'HH:mm",
@@ -162,9 +164,6 @@ def classify_lines(
                        F.concat(_quoted("StockCode", "stock_code"),
                                 F.lit(" is not in the products master")).alias("detail")))
     )
-    non_product = F.lit(False)
-    for pattern in non_product_patterns:
-        non_product = non_product | F.col("_stock_code").like(pattern)
     # the reason is evaluated once per line (a column of its own), not once per column derived from it
     return joined.withColumn("_reason", F.when(~F.col("is_duplicate"), reason)).select(
         "batch_id", "source_file", "raw_line", *SOURCE_FIELDS,
@@ -184,7 +183,7 @@ def classify_lines(
         F.coalesce(F.col("_invoice_no").startswith("C"), F.lit(False)).alias("is_cancellation"),
         F.coalesce(F.col("_quantity") < 0, F.lit(False)).alias("is_negative_quantity"),
         F.coalesce(F.col("_unit_price") <= 0, F.lit(False)).alias("is_nonpositive_price"),
-        F.coalesce(non_product, F.lit(False)).alias("is_non_product"),
+        non_product_flag("_stock_code", non_product_patterns).alias("is_non_product"),
     )
 
 

@@ -27,7 +27,8 @@ PORTS = {name: port + int(os.environ.get("ECOM_TEST_PORT_OFFSET", "0"))
          for name, port in {"metastore": 19083, "hiveserver2": 20000, "luigid": 18082}.items()}
 # luigid's retries as configured, but quicker: a test that makes a task fail on purpose waits seconds, and a
 # task disabled after repeated failures is enabled again before the next test builds it
-TEST_RETRIES = "[scheduler]\nretry_delay = 3\ndisable_persist = 10\n"
+# what every test stack sets over its ports and state dir: two Spark cores, quick retries
+TEST_SETTINGS = "[spark]\nmaster = local[2]\n[scheduler]\nretry_delay = 3\ndisable_persist = 10\n"
 
 
 def run_luigi(*args: str, check: bool = True, env: dict | None = None,
@@ -77,17 +78,7 @@ class SeparateStack:
 def separate_stack(tmp_path_factory, name: str, ports: dict, overlay: str = "", env: dict | None = None):
     state = tmp_path_factory.mktemp(f"{name}-state")
     path = state / f"{name}.cfg"
-    parser = configparser.ConfigParser(strict=False)  # a section given twice merges; later keys win
-    parser.read_string(
-        f"[state]\ndir = {state}\n"
-        f"[metastore]\nuri = thrift://127.0.0.1:{ports['metastore']}\n"
-        f"[hiveserver2]\nport = {ports['hiveserver2']}\n"
-        f"[scheduler_ui]\nport = {ports['luigid']}\n[core]\nscheduler_port = {ports['luigid']}\n"
-        "[spark]\nmaster = local[2]\n" + TEST_RETRIES + overlay
-    )
-    path = state / f"{name}.cfg"
-    with open(path, "w") as fh:
-        parser.write(fh)
+    path.write_text(config.stack_overlay(state, ports, TEST_SETTINGS + overlay))
     stack = SeparateStack(state, dict(os.environ, **{config.OVERLAY_ENV: str(path)}, **(env or {})), ports)
     try:
         stack.services("start")

@@ -1,3 +1,4 @@
+import configparser
 import json
 import os
 import socket
@@ -123,3 +124,14 @@ def test_missing_java_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("JAVA_HOME", raising=False)
     with pytest.raises(services.ServiceError, match="Java is not installed"):
         services.require_java()
+
+
+def test_a_stack_overlay_puts_state_and_services_on_their_own_ports(tmp_path):
+    text = config.stack_overlay(tmp_path, {"metastore": 1, "hiveserver2": 2, "luigid": 3},
+                                "[spark]\nmaster = local[2]\n[core]\nscheduler_port = 4\n")
+    parser = configparser.ConfigParser()
+    parser.read_string(text)
+    assert {s: dict(parser[s]) for s in parser.sections()} == {
+        "state": {"dir": str(tmp_path)}, "metastore": {"uri": "thrift://127.0.0.1:1"},
+        "hiveserver2": {"port": "2"}, "scheduler_ui": {"port": "3"}, "core": {"scheduler_port": "4"},
+        "spark": {"master": "local[2]"}}

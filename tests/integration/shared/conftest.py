@@ -11,7 +11,7 @@ import pytest
 
 from pipeline import config
 from pipeline.engine import services
-from tests.integration.conftest import PORTS, TEST_RETRIES, append_lines, run_luigi
+from tests.integration.conftest import PORTS, TEST_SETTINGS, append_lines, run_luigi
 from tests.integration.realdata import ATLANTIS_LINE, BAD_DATE_LINE, DAYS, INJECTED
 
 
@@ -19,15 +19,7 @@ from tests.integration.realdata import ATLANTIS_LINE, BAD_DATE_LINE, DAYS, INJEC
 def stack(tmp_path_factory):
     state = tmp_path_factory.mktemp("state")
     overlay = state / "test-overlay.cfg"
-    overlay.write_text(
-        f"[state]\ndir = {state}\n"
-        f"[metastore]\nuri = thrift://127.0.0.1:{PORTS['metastore']}\n"
-        f"[hiveserver2]\nport = {PORTS['hiveserver2']}\n"
-        f"[scheduler_ui]\nport = {PORTS['luigid']}\n"
-        f"[core]\nscheduler_port = {PORTS['luigid']}\n"
-        "[spark]\nmaster = local[2]\n"
-        f"{TEST_RETRIES}"
-    )
+    overlay.write_text(config.stack_overlay(state, PORTS, TEST_SETTINGS))
     os.environ[config.OVERLAY_ENV] = str(overlay)
     os.environ.pop("ECOM_STATE_DIR", None)
     config.load_profile()

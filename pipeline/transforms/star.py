@@ -103,15 +103,9 @@ def customer_sales_daily(lines: DataFrame) -> DataFrame:
     """Per known customer, invoice date and country: orders (distinct non-cancelled invoices), lines,
     gross revenue and returns amount with the ``mart_daily_sales`` definitions. Guest lines are left out."""
     known = lines.where(F.col("customer_id").isNotNull())
-    amount = F.col("quantity") * F.col("unit_price")
+    measures = _sales_measures(F.col("quantity") * F.col("unit_price"))
     return known.groupBy("customer_id", F.to_date("invoice_ts").alias("invoice_date"), "country_code").agg(
-        F.count_distinct(F.when(~F.col("is_cancellation"), F.col("invoice_no"))).alias("orders"),
-        F.count(F.lit(1)).alias("lines"),
-        F.coalesce(F.sum(F.when(~F.col("is_cancellation") & (F.col("quantity") > 0), amount)), F.lit(0))
-        .cast(AMOUNT_TYPE).alias("gross_revenue"),
-        F.coalesce(F.sum(F.when(F.col("is_cancellation"), -amount)), F.lit(0)).cast(AMOUNT_TYPE)
-        .alias("returns_amount"),
-    )
+        *(measures[name] for name in ("orders", "lines", "gross_revenue", "returns_amount")))
 
 
 def dim_customer(sales_daily: DataFrame) -> DataFrame:
@@ -177,7 +171,7 @@ def mart_daily_sales(fact: DataFrame, dim_country_df: DataFrame) -> DataFrame:
     ``customers``: distinct known customers; ``avg_order_value = gross_revenue / orders``.
     """
     daily = fact.groupBy("invoice_date", "country_key").agg(
-        *_sales_measures(),
+        *_sales_measures().values(),
         F.count_distinct(F.when(F.col("customer_key") != UNKNOWN_KEY, F.col("customer_key"))).alias("customers"),
     )
     return daily.join(dim_country_df.select("country_key", "country_code", "country_name"), "country_key", "left") \
@@ -195,22 +189,25 @@ def _sale() -> Column:
     return ~F.col("is_cancellation") & (F.col("quantity") > 0)
 
 
-def _sales_measures() -> list[Column]:
-    """Measures shared by the sales marts; definitions as in ``mart_daily_sales``."""
-    return [
-        F.count_distinct(F.when(~F.col("is_cancellation"), F.col("invoice_no"))).alias("orders"),
-        F.count(F.lit(1)).alias("lines"),
-        F.coalesce(F.sum(F.when(_sale(), F.col("quantity"))), F.lit(0)).cast("bigint").alias("units"),
-        F.coalesce(F.sum(F.when(_sale(), F.col("line_amount"))), F.lit(0)).cast(AMOUNT_TYPE).alias("gross_revenue"),
-        F.coalesce(F.sum(F.when(F.col("is_cancellation"), -F.col("line_amount"))), F.lit(0))
+def _sales_measures(amount: Column | None = None) -> dict[str, Column]:
+    """The sales measures as ``mart_daily_sales`` defines them, by name: orders, lines, units, gross revenue and
+    returns. ``amount`` is a line's amount: the fact's ``line_amount`` unless given."""
+    amount = F.col("line_amount") if amount is None else amount
+    return {
+        "orders": F.count_distinct(F.when(~F.col("is_cancellation"), F.col("invoice_no"))).alias("orders"),
+        "lines": F.count(F.lit(1)).alias("lines"),
+        "units": F.coalesce(F.sum(F.when(_sale(), F.col("quantity"))), F.lit(0)).cast("bigint").alias("units"),
+        "gross_revenue": F.coalesce(F.sum(F.when(_sale(), amount)), F.lit(0)).cast(AMOUNT_TYPE)
+        .alias("gross_revenue"),
+        "returns_amount": F.coalesce(F.sum(F.when(F.col("is_cancellation"), -amount)), F.lit(0))
         .cast(AMOUNT_TYPE).alias("returns_amount"),
-    ]
+    }
 
 
 def mart_hourly_sales(fact: DataFrame) -> DataFrame:
     """One row per invoice date and hour of day (UK wall clock): orders, lines, units, gross, returns, net."""
     hourly = fact.groupBy("invoice_date", F.hour("invoice_ts").alias("hour")).agg(
-        *_sales_measures(),
+        *_sales_measures().values(),
         F.count_distinct(F.when(F.col("customer_key") != UNKNOWN_KEY, F.col("customer_key"))).alias("customers"),
     )
     return hourly.withColumn("net_revenue", (F.col("gross_revenue") - F.col("returns_amount")).cast(AMOUNT_TYPE))
@@ -224,7 +221,7 @@ def mart_product_performance(fact: DataFrame, dim_product_df: DataFrame) -> Data
     ``avg_price_paid = gross_revenue / units``; ``list_unit_price``: the list price of the version in force.
     """
     per_product = fact.groupBy("invoice_date", "stock_code").agg(
-        *_sales_measures(),
+        *_sales_measures().values(),
         F.coalesce(F.sum(F.when(F.col("is_cancellation"), -F.col("quantity"))), F.lit(0)).cast("bigint")
         .alias("returned_units"),
         F.max("product_key").alias("product_key"),
@@ -352,7 +349,7 @@ def reconciliation(raw_lines: DataFrame, fact: DataFrame, daily_mart: DataFrame,
         known = known.join(dim.select(key).distinct().withColumn(f"_known_{key}", F.lit(True)), key, "left")
     facts = known.groupBy("invoice_date").agg(
         F.count(F.lit(1)).alias("fact_lines"), F.sum("line_amount").alias("fact_amount"),
-        measures[3].alias("fact_gross"), measures[4].alias("fact_returns"),
+        measures["gross_revenue"].alias("fact_gross"), measures["returns_amount"].alias("fact_returns"),
         *[F.count(F.when(F.col(f"_known_{key}").isNull(), 1)).alias(f"orphans_{key}") for key in dimension_keys],
     )
     mart = daily_mart.groupBy("invoice_date").agg(F.sum("gross_revenue").alias("mart_gross"),

@@ -31,22 +31,11 @@ PARTS_TABLE = "ecommerce_db.guard_parts"
 HOSTNAME = Path("/etc/hostname")
 SECRET = "s3cr3t-contents-of-a-local-file"
 
-CREATE_TABLE = f"""
-from pipeline.engine.spark import get_spark, stop_spark
-spark = get_spark("guard-probe")
-spark.sql("CREATE DATABASE IF NOT EXISTS ecommerce_db")
-spark.sql("CREATE TABLE {TABLE} USING parquet AS SELECT * FROM VALUES (1, 'a'), (2, 'b') AS t(id, name)")
-spark.sql("CREATE TABLE {TEXT_TABLE} (line STRING) STORED AS TEXTFILE")  # a table LOAD DATA could fill
-spark.sql("CREATE TABLE {PARTS_TABLE} USING text PARTITIONED BY (p) AS SELECT 'x' AS value, 'a' AS p")
-stop_spark()
-"""
-
-
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory):
     with separate_stack(tmp_path_factory, "guard", PORTS) as stack:
-        proc = subprocess.run([sys.executable, "-c", CREATE_TABLE], cwd=ROOT, env=stack.env, capture_output=True,
-                              text=True, timeout=600)
+        proc = subprocess.run([sys.executable, "-m", "tests.integration.guard_tables"], cwd=ROOT, env=stack.env,
+                              capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-4000:]
         yield stack
 

@@ -13,35 +13,7 @@ from pipeline.engine import services
 from pipeline.engine.spark import check_metastore
 from pipeline.io.metastore_client import MetastoreUnavailable
 
-PROFILE_SCRIPT = """
-import importlib, json, pkgutil
-import luigi
-import luigi.contrib.hdfs.config, luigi.contrib.hdfs.webhdfs_client
-import pipeline, pipeline.tasks
-from pipeline import config
-from pipeline.io import fs
-profile = config.load_profile()
-for pkg in (pipeline, pipeline.tasks):
-    for mod in pkgutil.iter_modules(pkg.__path__):
-        if mod.name != "__main__":
-            importlib.import_module(f"{pkg.__name__}.{mod.name}")
-def subclasses(cls):
-    for sub in cls.__subclasses__():
-        yield sub
-        yield from subclasses(sub)
-settings = {}
-for cls in subclasses(luigi.Config):
-    if cls.__module__.startswith(("pipeline", "luigi.contrib.hdfs")):
-        obj = cls()  # every parameter resolves from the config files, or this raises
-        for name, _ in cls.get_params():
-            settings[f"{cls.__module__}.{cls.__name__}.{name}"] = str(getattr(obj, name))
-marker = fs.target(fs.join(config.warehouse().uri, "_markers", "x.json"))
-print(json.dumps({"profile": profile, "warehouse": config.warehouse().uri, "master": config.spark().master,
-                  "metastore": config.metastore().uri, "hs2": [config.hiveserver2().host, config.hiveserver2().port],
-                  "scheduler": luigi.configuration.get_config().get("core", "scheduler_host"),
-                  "marker": [type(marker).__name__, marker.path],
-                  "source": str(config.replay().source_path / "2010-12-01.csv.gz"), "settings": settings}))
-"""
+PROFILE_PROBE = Path(__file__).with_name("profile_probe.py")
 
 
 def _profile(name: str | None) -> dict:
@@ -50,7 +22,7 @@ def _profile(name: str | None) -> dict:
            if k not in (config.PROFILE_ENV, config.OVERLAY_ENV, "ECOM_STATE_DIR", "LUIGI_CONFIG_PATH")}
     if name:
         env[config.PROFILE_ENV] = name
-    out = subprocess.run([sys.executable, "-c", PROFILE_SCRIPT], env=env, cwd="/", capture_output=True, text=True)
+    out = subprocess.run([sys.executable, str(PROFILE_PROBE)], env=env, cwd="/", capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.splitlines()[-1])
 

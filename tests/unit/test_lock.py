@@ -6,21 +6,14 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from pipeline import config
 from pipeline.io import lock
 
-HOLD = """
-import sys, time
-from pipeline import config
-from pipeline.io import lock
-config.load_profile()
-with lock.warehouse_lock("TransactionBatch(date=2010-12-01, window=8)"):
-    print("held", flush=True)
-    time.sleep(float(sys.argv[1]))
-"""
+HOLDER = Path(__file__).with_name("lock_holder.py")
 
 
 @pytest.fixture
@@ -37,7 +30,7 @@ def warehouse(tmp_path, monkeypatch):
 
 
 def holder(seconds: float) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(seconds)], stdout=subprocess.PIPE, text=True,
+    proc = subprocess.Popen([sys.executable, str(HOLDER), str(seconds)], stdout=subprocess.PIPE, text=True,
                             env=dict(os.environ))
     assert proc.stdout.readline().strip() == "held"
     return proc

@@ -50,23 +50,6 @@ EXPECTED = [
     ["3", None, None, None, None, None, None, None, None],
 ]
 
-PROBE = """
-import json, sys
-from pipeline.io import warehouse as wh
-from pipeline.engine.spark import get_spark
-from tests.integration.shared import test_arrow_tables as t
-wh.SCHEMAS[t.DB] = t.SPEC
-spark = get_spark("arrow-probe")
-if sys.argv[1] == "create":
-    wh.ensure_schema(spark, t.DB)
-    rows = spark.createDataFrame(t.ROWS, t.SPEC["typed"]["columns"]).coalesce(1)
-    wh.replace_table(spark, rows, f"{t.DB}.typed")
-for table in ("typed", "by_day"):
-    rows = [t.canon(r) for r in spark.table(f"{t.DB}.{table}").collect()]
-    print("ROWS", table, json.dumps(sorted(rows, key=json.dumps)), flush=True)
-"""
-
-
 def canon(row) -> list:
     """A row's values as strings (None stays None), the same whichever client read them."""
     def one(v):
@@ -84,7 +67,8 @@ def canon(row) -> list:
 def spark_view(action: str = "read") -> dict[str, list]:
     """What a fresh Spark session of the pipeline reads from both probe tables (``create``: first creates them
     and publishes ``ROWS`` into ``typed`` with Spark)."""
-    proc = subprocess.run([sys.executable, "-c", PROBE, action], cwd=ROOT, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "tests.integration.shared.arrow_probe", action], cwd=ROOT,
+                          capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return {ln.split()[1]: json.loads(ln.split(" ", 2)[2]) for ln in proc.stdout.splitlines() if ln.startswith("ROWS")}

@@ -431,53 +431,55 @@ def load_product_snapshots(spark: SparkSession, batches: list[Batch]) -> dict[st
 
     The applied dates are published with the table (its state), in the same catalog swap as the rows.
     """
-    applied = applied_snapshots(spark, "products")
-    todo = pending_snapshots(applied, batches)
-    if not todo:
-        return _audit_snapshots(spark, "products", batches)
-    all_batches, batches = batches, todo
-    started = _now()
-    screened, counts = _screened(spark, "products", batches, list(records.PRODUCT_COLUMNS), "stock_code",
-                                 {"unit_price": (masters.PRICE_TYPE, "BAD_PRICE")}, started)
-    good = screened.where(F.col("reason_code").isNull())
-    snapshot = good.select("snapshot_date", "stock_code", "description",
-                           F.col("unit_price").cast(masters.PRICE_TYPE).alias("unit_price")) \
-        .dropDuplicates(["snapshot_date", "stock_code"])
-    held = screened.where(F.col("reason_code").isNotNull() & F.col("_key").isNotNull()) \
-        .select("snapshot_date", F.col("_key").alias("stock_code")) \
-        .join(snapshot.select("snapshot_date", "stock_code"), ["snapshot_date", "stock_code"], "left_anti")
-    new_table = masters.apply_product_snapshots(wh.read(spark, "products"), snapshot, held)
-    arrow_tables.publish_collected(spark, new_table, "products",
-                                   state=snapshot_state(applied, counts, started, _now()))
-    crash.point("snapshot.published")
-    screened.unpersist()
-    return _audit_snapshots(spark, "products", all_batches)
+
+    def apply(screened: DataFrame) -> DataFrame:
+        good = screened.where(F.col("reason_code").isNull())
+        snapshot = good.select("snapshot_date", "stock_code", "description",
+                               F.col("unit_price").cast(masters.PRICE_TYPE).alias("unit_price")) \
+            .dropDuplicates(["snapshot_date", "stock_code"])
+        held = screened.where(F.col("reason_code").isNotNull() & F.col("_key").isNotNull()) \
+            .select("snapshot_date", F.col("_key").alias("stock_code")) \
+            .join(snapshot.select("snapshot_date", "stock_code"), ["snapshot_date", "stock_code"], "left_anti")
+        return masters.apply_product_snapshots(wh.read(spark, "products"), snapshot, held)
+
+    return _apply_snapshots(spark, "products", batches, list(records.PRODUCT_COLUMNS), "stock_code",
+                            {"unit_price": (masters.PRICE_TYPE, "BAD_PRICE")}, apply)
 
 
 def load_country_snapshots(spark: SparkSession, batches: list[Batch]) -> dict[str, dict]:
     """Apply daily countries snapshots to ``countries`` (SCD0); ignored changes become warnings."""
-    applied = applied_snapshots(spark, "countries")
+
+    def apply(screened: DataFrame) -> DataFrame:
+        raw = screened.where(F.col("reason_code").isNull()) \
+            .select("snapshot_date", *records.COUNTRY_COLUMNS).dropDuplicates()
+        table, changes = masters.apply_country_snapshots(wh.read(spark, "countries"), raw)
+        warnings = changes.select("snapshot_date", F.lit("countries").alias("feed"), F.col("country_code").alias("key"),
+                                  "attribute", "kept_value", "snapshot_value")
+        old_warnings = wh.read(spark, "master_data_warnings")
+        merged = old_warnings.join(warnings.select("snapshot_date", "feed", "key", "attribute"),
+                                   ["snapshot_date", "feed", "key", "attribute"], "left_anti").unionByName(warnings)
+        if not warnings.isEmpty():
+            arrow_tables.publish_collected(spark, merged, "master_data_warnings")
+        return table
+
+    return _apply_snapshots(spark, "countries", batches, list(records.COUNTRY_COLUMNS), "source_country_name", {},
+                            apply)
+
+
+def _apply_snapshots(spark: SparkSession, feed: str, batches: list[Batch], columns: list[str], key: str,
+                     checks: dict[str, tuple], apply) -> dict[str, dict]:
+    """Screen the pending snapshots of a master (``_screened``), publish ``apply(screened rows)`` as its table
+    with the applied dates as the table's state, and return the audit rows of every requested snapshot."""
+    applied = applied_snapshots(spark, feed)
     todo = pending_snapshots(applied, batches)
-    if not todo:
-        return _audit_snapshots(spark, "countries", batches)
-    all_batches, batches = batches, todo
-    started = _now()
-    screened, counts = _screened(spark, "countries", batches, list(records.COUNTRY_COLUMNS),
-                                 "source_country_name", {}, started)
-    raw = screened.where(F.col("reason_code").isNull()) \
-        .select("snapshot_date", *records.COUNTRY_COLUMNS).dropDuplicates()
-    table, changes = masters.apply_country_snapshots(wh.read(spark, "countries"), raw)
-    warnings = changes.select("snapshot_date", F.lit("countries").alias("feed"), F.col("country_code").alias("key"),
-                              "attribute", "kept_value", "snapshot_value")
-    old_warnings = wh.read(spark, "master_data_warnings")
-    merged = old_warnings.join(warnings.select("snapshot_date", "feed", "key", "attribute"),
-                               ["snapshot_date", "feed", "key", "attribute"], "left_anti").unionByName(warnings)
-    if not warnings.isEmpty():
-        arrow_tables.publish_collected(spark, merged, "master_data_warnings")
-    arrow_tables.publish_collected(spark, table, "countries", state=snapshot_state(applied, counts, started, _now()))
-    crash.point("snapshot.published")
-    screened.unpersist()
-    return _audit_snapshots(spark, "countries", all_batches)
+    if todo:
+        started = _now()
+        screened, counts = _screened(spark, feed, todo, columns, key, checks, started)
+        arrow_tables.publish_collected(spark, apply(screened), feed,
+                                       state=snapshot_state(applied, counts, started, _now()))
+        crash.point("snapshot.published")
+        screened.unpersist()
+    return _audit_snapshots(spark, feed, batches)
 
 
 def refresh_audit_counts(spark: SparkSession, batch_ids: list[str]) -> None:

@@ -15,7 +15,7 @@ LONGEST_FIRST = ("tests/integration/test_crash_recovery.py", SHARED_STACK, "test
 
 def worker_group(nodeid: str) -> str:
     """What one test worker runs as a unit: the modules on the shared stack together (their fixtures build on
-    each other, in file order), each other integration module apart (its own stack on its own ports), and each
+    each other), each other integration module apart (its own stack on its own ports), and each
     unit test on its own."""
     path = nodeid.split("::")[0]
     if path.startswith(SHARED_STACK + "/"):

@@ -12,6 +12,8 @@ from pipeline import config
 from pipeline.sources import replay
 
 DAYS = [dt.date(2010, 12, 1), dt.date(2010, 12, 2)]
+# the integration days as a SQL list: modules on the shared stack check these days, whatever others add
+IN_DAYS = "(" + ", ".join(f"DATE '{d}'" for d in DAYS) + ")"
 BAD_DATE_LINE = "536999,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,31/12/2010 25:00,2.55,17850.0,United Kingdom"
 ATLANTIS_LINE = "536998,85123A,WHITE HANGING HEART T-LIGHT HOLDER,1,2010-12-02 03:05:00,2.55,,Atlantis"
 

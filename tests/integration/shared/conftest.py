@@ -1,7 +1,9 @@
 """The one embedded stack the modules of this directory share, on the test ports with a throwaway state dir.
 
-Its fixtures build on each other (ingested days, then their marts), and the modules run in file order on one
-test worker; a module that needs a stack of its own lives one directory up and uses ``separate_stack``.
+Its fixtures build on each other (the integration days ingested, then their marts), and the modules run on one
+test worker, in any order: each checks the integration days as the fixtures built them, whatever days the others
+add. A module that changes those days (late lines, say) runs on a stack of its own, one directory up
+(``separate_stack``).
 """
 
 import datetime as dt
@@ -11,6 +13,7 @@ import pytest
 
 from pipeline import config
 from pipeline.engine import services
+from pipeline.io import hs2
 from tests.integration.conftest import PORTS, TEST_SETTINGS, append_lines, run_luigi
 from tests.integration.realdata import ATLANTIS_LINE, BAD_DATE_LINE, DAYS, INJECTED
 
@@ -33,7 +36,13 @@ def ingested(stack):
     run_luigi("ReplayDay", "--date", str(DAYS[1]))
     append_lines(stack["warehouse"], DAYS[1], 0, [INJECTED, INJECTED, BAD_DATE_LINE, ATLANTIS_LINE])
     run_luigi("RangeDaily", "--of", "IngestDay", "--start", str(DAYS[0]), "--stop", str(DAYS[-1] + dt.timedelta(1)))
-    return stack
+    # as the integration days' ingestion left them: later days' quarantine retries count more attempts
+    quarantine = hs2.query("SELECT raw_line, reason_code, reason_detail, attempts, resolved_at IS NOT NULL "
+                           "FROM ecommerce_db.transactions_quarantine WHERE batch_id = 'tx_20101202_00'")
+    audit = hs2.query("SELECT batch_id, rows_received, rows_loaded, rows_quarantined, rows_duplicate, rows_released "
+                      "FROM ecommerce_db.batch_audit WHERE feed = 'transactions'")
+    return {**stack, "quarantine_after_ingestion": quarantine,
+            "audit_after_ingestion": {r[0]: r[1:] for r in audit}}
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,8 @@ SHARED_STACK = "tests/integration/shared"
 # integration groups that take longest, started first on the test workers
 LONGEST_FIRST = ("tests/integration/test_crash_recovery.py", SHARED_STACK, "tests/integration/test_operation.py",
                  "tests/integration/test_hostile_input.py", "tests/integration/test_postgres_metastore.py",
-                 "tests/integration/test_invalidate.py", "tests/integration/test_catalog_recovery.py")
+                 "tests/integration/test_invalidate.py", "tests/integration/test_catalog_recovery.py",
+                 "tests/integration/test_marts_late_lines.py")
 
 
 def worker_group(nodeid: str) -> str:

@@ -13,12 +13,11 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from pipeline import config
-from pipeline.io import fs
+from pipeline.io import backup_store, fs
 from pipeline.schemas import SCHEMAS, partition_names
 
 log = logging.getLogger(__name__)
@@ -173,11 +172,10 @@ def _published_tables(db: str, tables: list[str]) -> list[str]:
     return out
 
 
-def refuse_if_lost(spark, db: str, existing_tables: set[str] | None, newest_backup: Callable[[], str | None]
-                   ) -> None:
+def refuse_if_lost(spark, db: str, existing_tables: set[str] | None) -> None:
     """Raise ``CatalogLost`` when ``db`` (or one of its tables) is missing from the catalog while the
-    warehouse holds published versions of it. ``existing_tables`` is None when the database is missing;
-    ``newest_backup`` names the backup to restore (``backup_store.newest_name``), for the message."""
+    warehouse holds published versions of it. ``existing_tables`` is None when the database is missing. The
+    message names the newest backup to restore (``backup_store.newest_name``)."""
     tables = list(SCHEMAS[db])
     missing = tables if existing_tables is None else [t for t in tables if t not in existing_tables]
     if not missing:
@@ -188,7 +186,7 @@ def refuse_if_lost(spark, db: str, existing_tables: set[str] | None, newest_back
         evidence = (f"the warehouse holds published versions of {shown} under {db_location(db)} "
                     f"(`{POINTER}` pointers)")
         raise CatalogLost(lost_message(db, [] if existing_tables is None else published, evidence,
-                                       newest_backup()))
+                                       backup_store.newest_name()))
     if existing_tables is not None:
         return
     markers = fs.join(config.warehouse().uri, MARKERS)
@@ -198,7 +196,7 @@ def refuse_if_lost(spark, db: str, existing_tables: set[str] | None, newest_back
     if databases & set(SCHEMAS):
         return
     evidence = f"Luigi markers under {markers} say work was done and no database of the pipeline is in the catalog"
-    raise CatalogLost(lost_message(db, [], evidence, newest_backup()))
+    raise CatalogLost(lost_message(db, [], evidence, backup_store.newest_name()))
 
 
 def walk_partitions(uri: str, columns: list[str], prefix: str = ""):
@@ -333,15 +331,15 @@ def rebuild(spark) -> dict:
     return totals
 
 
-def existing_tables(spark, db: str, newest_backup: Callable[[], str | None]) -> set[str] | None:
+def existing_tables(spark, db: str) -> set[str] | None:
     """The tables the catalog has in ``db`` (None: no such database), after refusing a catalog that lost
     published tables (``refuse_if_lost``)."""
     databases = {r[0] for r in spark.sql("SHOW DATABASES").collect()}
     existing = {r.tableName for r in spark.sql(f"SHOW TABLES IN {db}").collect()} if db in databases else None
-    refuse_if_lost(spark, db, existing, newest_backup)
+    refuse_if_lost(spark, db, existing)
     return existing
 
 
-def check(spark, newest_backup: Callable[[], str | None]) -> dict:
+def check(spark) -> dict:
     """Refuse (``CatalogLost``) when any database of ``SCHEMAS`` is lost; otherwise the tables it has."""
-    return {db: sorted(existing_tables(spark, db, newest_backup) or []) for db in SCHEMAS}
+    return {db: sorted(existing_tables(spark, db) or []) for db in SCHEMAS}

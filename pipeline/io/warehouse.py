@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from pipeline import config
-from pipeline.io import backup_store, catalog, crash, fs, metastore_client
+from pipeline.io import catalog, crash, fs, metastore_client
 from pipeline.schemas import SCHEMAS
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ def _check_table(spark: SparkSession, db: str, table: str, spec: dict, data_colu
 def catalog_tables(spark: SparkSession, db: str) -> set[str] | None:
     """The tables the catalog has in ``db`` (None: no such database), after refusing a catalog that lost
     published tables (``catalog.CatalogLost``, which names the newest backup to restore)."""
-    return catalog.existing_tables(spark, db, backup_store.newest_name)
+    return catalog.existing_tables(spark, db)
 
 
 def ensure_schema(spark: SparkSession, db: str = DB) -> None:

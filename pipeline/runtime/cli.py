@@ -304,12 +304,11 @@ def _restore(args: argparse.Namespace) -> int:
 
 def _catalog(args: argparse.Namespace) -> int:
     from pipeline.engine.spark import get_spark
-    from pipeline.io import backup_store, catalog
+    from pipeline.io import catalog
 
     if args.action == "rebuild":
         return _recovery(lambda: catalog.rebuild(get_spark("catalog-rebuild")), "catalog rebuild")
-    return _recovery(lambda: {"status": "ok",
-                              "tables": catalog.check(get_spark("catalog-check"), backup_store.newest_name)},
+    return _recovery(lambda: {"status": "ok", "tables": catalog.check(get_spark("catalog-check"))},
                      "catalog check")
 
 
